@@ -1,0 +1,36 @@
+//! keyward: a self-hosted software license server that ships consistent SQLite snapshots to a
+//! disaster-recovery site.
+//!
+//! # Layout
+//!
+//! - [`license`]: the licensing domain (products, licenses, activations, validation, audit log,
+//!   admin tokens) as functions over a SQLite connection.
+//! - [`keys`]: the license key format; [`signing`]: Ed25519 keys, signed responses and
+//!   computer keys.
+//! - [`db`]: the database file, migrations, the group-committing writer thread and the reader
+//!   pool, with a gate that closes every connection for a snapshot swap.
+//! - [`api`]: the HTTP surface (axum); [`server`] opens a data directory and serves it.
+//! - [`role`]: active or standby, epochs and write positions that fence writes and detect
+//!   divergence.
+//! - [`snapshot`]: taking snapshots with the online backup API, shipping them to the peer,
+//!   verifying and swapping them in.
+//! - [`config`]: layered configuration; [`cli`]: the `keyward` command line.
+//!
+//! Data flows one way: writes reach the active site's writer thread, the scheduler snapshots
+//! the database to a file, the shipper streams the file to the standby peer, and the peer
+//! verifies it and swaps it in whole.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod failpoint;
+pub mod fsutil;
+pub mod ids;
+pub mod keys;
+pub mod license;
+pub mod role;
+pub mod server;
+pub mod signing;
+pub mod snapshot;
+pub mod time;

@@ -1,0 +1,126 @@
+//! The HTTP API: client endpoints (the license key is the credential; every response signed),
+//! admin endpoints (bearer admin token) and the peer endpoint that receives snapshots.
+
+pub mod admin;
+pub mod client;
+pub mod error;
+pub mod last_seen;
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::role::{Role, RoleState};
+use crate::signing::{Keyring, TrustedKeys};
+use crate::time::SharedClock;
+
+pub use error::{ApiError, ApiJson};
+
+/// Largest JSON request body accepted by client and admin endpoints.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub db: Arc<Db>,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub role: Arc<RoleState>,
+    pub last_seen: last_seen::LastSeenBuffer,
+    keys: RwLock<(Arc<Keyring>, Arc<TrustedKeys>)>,
+    pub snapshots: Arc<crate::snapshot::SnapshotService>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        db: Arc<Db>,
+        config: Arc<Config>,
+        clock: SharedClock,
+        role: Arc<RoleState>,
+        keyring: Keyring,
+        snapshots: Arc<crate::snapshot::SnapshotService>,
+    ) -> Result<AppState, crate::signing::VerifyError> {
+        let trusted = TrustedKeys::from_published(keyring.public_keys())?;
+        Ok(AppState {
+            db,
+            config,
+            clock,
+            role,
+            last_seen: last_seen::LastSeenBuffer::default(),
+            keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
+            snapshots,
+        })
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keys.read().expect("keyring lock poisoned").0.clone()
+    }
+
+    pub fn trusted(&self) -> Arc<TrustedKeys> {
+        self.keys.read().expect("keyring lock poisoned").1.clone()
+    }
+
+    /// Reloads the signing keys from the database (after a snapshot swap or a key rotation).
+    pub async fn reload_keys(&self) -> Result<(), ApiError> {
+        let keyring = self.db.read(Keyring::load).await?;
+        let trusted = TrustedKeys::from_published(keyring.public_keys())
+            .map_err(|err| ApiError::internal("reloading signing keys", err))?;
+        *self.keys.write().expect("keyring lock poisoned") = (Arc::new(keyring), Arc::new(trusted));
+        Ok(())
+    }
+
+    /// Rejects a write on a standby site with `SITE_STANDBY` and the active site's URL.
+    pub fn require_active(&self) -> Result<(), ApiError> {
+        if self.role.role() == Role::Active && self.db.is_writable() {
+            return Ok(());
+        }
+        Err(self.standby_error())
+    }
+
+    pub fn standby_error(&self) -> ApiError {
+        let mut err = ApiError::from(crate::db::DbError::ReadOnly);
+        err.active_url = self.role.current().active_url;
+        err
+    }
+
+    /// Converts a domain error, filling in the active site's URL for `SITE_STANDBY`.
+    pub fn error(&self, err: impl Into<ApiError>) -> ApiError {
+        let mut err = err.into();
+        if err.code == "SITE_STANDBY" {
+            err.active_url = self.role.current().active_url;
+        }
+        err
+    }
+}
+
+/// Builds the router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/activate", post(client::activate))
+        .route("/v1/validate", post(client::validate))
+        .route("/v1/release", post(client::release))
+        .route("/v1/keys", get(client::public_keys))
+        .merge(admin::routes())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .merge(crate::snapshot::receive::routes())
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "NO_ROUTE",
+                "no such endpoint; see the README for the API",
+            )
+        })
+        .with_state(state)
+}

@@ -1,0 +1,189 @@
+//! The licensing domain: products, licenses (activation keys), activations, validation and the
+//! audit log. Functions here take a `rusqlite::Connection` and the current time, so they run the
+//! same inside the writer thread, a reader, or a test.
+
+pub mod audit;
+pub mod input;
+pub mod products;
+pub mod store;
+pub mod tokens;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbError;
+
+/// How a license is sold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    Permanent,
+    Subscription,
+    Trial,
+}
+
+impl Model {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::Permanent => "permanent",
+            Model::Subscription => "subscription",
+            Model::Trial => "trial",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Model> {
+        match text {
+            "permanent" => Some(Model::Permanent),
+            "subscription" => Some(Model::Subscription),
+            "trial" => Some(Model::Trial),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a license may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "active" => Some(Status::Active),
+            "suspended" => Some(Status::Suspended),
+            "revoked" => Some(Status::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A product that licenses are issued for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    pub version: String,
+    pub features: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A license as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct License {
+    pub key: String,
+    pub product: String,
+    pub model: Model,
+    pub seats: i64,
+    pub seats_used: i64,
+    /// Fixed expiry date, if any.
+    pub expires_at: Option<String>,
+    /// Days of use counted from the first activation, if any.
+    pub duration_days: Option<i64>,
+    pub first_activated_at: Option<String>,
+    /// The earlier of `expires_at` and first activation plus `duration_days`.
+    pub effective_expires_at: Option<String>,
+    pub maintenance_expires_at: Option<String>,
+    pub features: Vec<String>,
+    pub customer_name: String,
+    pub customer_email: String,
+    pub customer_company: String,
+    pub order_ref: String,
+    pub notes: String,
+    pub status: Status,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An activation of a license on one computer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub computer_id: String,
+    pub computer_name: String,
+    pub client_addr: String,
+    pub activated_at: String,
+    pub released_at: Option<String>,
+    pub last_seen_at: Option<String>,
+}
+
+/// Errors of the licensing domain. Each has a stable machine code.
+#[derive(Debug, thiserror::Error)]
+pub enum LicenseError {
+    #[error("license key not found")]
+    NotFound,
+    #[error("license is revoked")]
+    Revoked,
+    #[error("license is suspended")]
+    Suspended,
+    #[error("license expired at {0}")]
+    Expired(String),
+    #[error("all {seats} seats of this license are in use; release a computer first")]
+    SeatsExhausted { seats: i64 },
+    #[error("license is not activated on this computer")]
+    NotActivated,
+    #[error("product {0:?} not found; list products with `keyward product list`")]
+    ProductNotFound(String),
+    #[error("product {0:?} already exists")]
+    ProductExists(String),
+    #[error("product {0:?} still has licenses; delete or move them first")]
+    ProductInUse(String),
+    #[error("license key {0} already exists")]
+    KeyExists(String),
+    #[error("admin token {0:?} not found")]
+    TokenNotFound(String),
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for LicenseError {
+    fn from(err: rusqlite::Error) -> Self {
+        LicenseError::Db(DbError::from(err))
+    }
+}
+
+impl LicenseError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        LicenseError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Stable machine code for API responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LicenseError::NotFound => "NOT_FOUND",
+            LicenseError::Revoked => "REVOKED",
+            LicenseError::Suspended => "SUSPENDED",
+            LicenseError::Expired(_) => "EXPIRED",
+            LicenseError::SeatsExhausted { .. } => "SEATS_EXHAUSTED",
+            LicenseError::NotActivated => "NOT_ACTIVATED",
+            LicenseError::ProductNotFound(_) => "PRODUCT_NOT_FOUND",
+            LicenseError::ProductExists(_) => "PRODUCT_EXISTS",
+            LicenseError::ProductInUse(_) => "PRODUCT_IN_USE",
+            LicenseError::KeyExists(_) => "KEY_EXISTS",
+            LicenseError::TokenNotFound(_) => "TOKEN_NOT_FOUND",
+            LicenseError::Invalid { .. } => "INVALID_INPUT",
+            LicenseError::Db(DbError::ReadOnly) => "SITE_STANDBY",
+            LicenseError::Db(DbError::Busy) => "BUSY",
+            LicenseError::Db(_) => "INTERNAL",
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Starting and stopping the license server: open the database, restore the role, start the
+//! background tasks and serve HTTP until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::license::tokens;
+use crate::role::{Role, RoleState};
+use crate::signing::Keyring;
+use crate::time::SharedClock;
+
+/// A prepared server: the database is open and the role known, nothing is listening yet.
+pub struct Server {
+    pub state: Arc<AppState>,
+    /// The admin token created on this start, if the database had none. Shown once.
+    pub bootstrap_token: Option<String>,
+}
+
+impl Server {
+    /// Opens the data directory: finishes or rolls back an interrupted swap, opens and migrates
+    /// the database, creates the signing key and the first admin token if missing, and restores
+    /// the persisted role.
+    pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<Server> {
+        let data_dir = config.data_dir.clone();
+        crate::fsutil::create_private_dir(&data_dir)
+            .with_context(|| format!("while creating data directory {}", data_dir.display()))?;
+        crate::snapshot::swap::recover(&data_dir).with_context(|| {
+            format!(
+                "while recovering an interrupted swap in {}",
+                data_dir.display()
+            )
+        })?;
+        let site_id = crate::role::load_site_id(&data_dir)
+            .with_context(|| format!("while reading the site id in {}", data_dir.display()))?;
+
+        let provided = Some(config.bootstrap_admin_token.expose()).filter(|t| !t.is_empty());
+        let mut bootstrap_token = None;
+        let db_path = config.db_path();
+        let mut db = Db::open(&db_path, |conn| {
+            Keyring::ensure_key(conn)?;
+            let now = crate::time::format(chrono::Utc::now());
+            bootstrap_token = tokens::ensure_bootstrap(conn, provided, &now)
+                .map_err(|err| DbError::Schema(err.to_string()))?;
+            Ok(())
+        })
+        .with_context(|| format!("while opening database {}", db_path.display()))?;
+        db.set_gate_timeout(config.duration_of("receive.swap_wait"));
+        let db = Arc::new(db);
+
+        let initial = if !config.redirect.url.is_empty() || config.initial_role == "standby" {
+            Role::Standby
+        } else {
+            Role::Active
+        };
+        let role = Arc::new(RoleState::load(&data_dir, &site_id, initial)?);
+        match role.role() {
+            Role::Active => {
+                role.promote(&db, "start as active").await?;
+            }
+            Role::Standby => db.set_writable(false),
+        }
+
+        let keyring = db.read(Keyring::load).await?;
+        let config = Arc::new(config);
+        let snapshots = Arc::new(crate::snapshot::SnapshotService::new(
+            config.clone(),
+            db.clone(),
+            role.clone(),
+            clock.clone(),
+        )?);
+        let state = AppState::new(db, config, clock, role, keyring, snapshots)?;
+        Ok(Server {
+            state: Arc::new(state),
+            bootstrap_token,
+        })
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then lets in-flight requests finish,
+    /// flushes buffered last-contact times and closes the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let addr = listener.local_addr()?;
+        let config = &state.config;
+        tracing::info!(
+            listen = %addr,
+            data_dir = %config.data_dir.display(),
+            database = %config.db_path().display(),
+            role = state.role.role().as_str(),
+            site.id = state.role.site_id(),
+            "keyward serving"
+        );
+
+        let tasks = spawn_background(&state);
+        let app = api::router(state.clone());
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("while serving HTTP")?;
+
+        for task in tasks {
+            task.abort();
+        }
+        flush_last_seen(&state).await;
+        state
+            .db
+            .close()
+            .await
+            .context("while closing the database")?;
+        tracing::info!("keyward stopped");
+        Ok(())
+    }
+}
+
+fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let flusher = state.clone();
+    let every = state.config.duration_of("validation.last_seen_flush");
+    tasks.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            flush_last_seen(&flusher).await;
+        }
+    }));
+    tasks.extend(crate::snapshot::spawn_tasks(state.clone()));
+    tasks
+}
+
+/// Writes buffered last-contact times. On a standby site they are dropped.
+pub async fn flush_last_seen(state: &AppState) {
+    let pending = state.last_seen.drain();
+    if pending.is_empty() || !state.db.is_writable() {
+        return;
+    }
+    let count = pending.len();
+    let result = state
+        .db
+        .write(move |conn| crate::license::store::record_last_seen(conn, &pending))
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, count, "writing last-contact times failed");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
