@@ -5,6 +5,7 @@ pub mod admin;
 pub mod client;
 pub mod error;
 pub mod last_seen;
+pub mod replication;
 
 use std::sync::{Arc, RwLock};
 
@@ -111,9 +112,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys", get(client::public_keys))
         .merge(admin::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    // Restore streams its body with its own size cap (receive.max_snapshot_bytes).
+    let replication = replication::routes();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
+        .merge(replication)
         .merge(crate::snapshot::receive::routes())
         .fallback(|| async {
             ApiError::new(

@@ -1,7 +1,226 @@
-//! Swapping a verified snapshot in place of the live database.
+//! Swapping a verified snapshot in place of the live database, and recovery from a crash at
+//! any step of it.
+//!
+//! The steps, with a journal (`incoming/swap.json`) written first:
+//! 1. every connection is closed (by the caller) and the WAL is checkpointed into the database
+//!    file with `wal_checkpoint(TRUNCATE)` by a fresh connection, which is then closed;
+//! 2. the live file moves to `pre-restore/` (it is complete on its own after step 1);
+//! 3. any `-wal` and `-shm` left at the live path are removed, so they can never be applied to
+//!    the new file;
+//! 4. the staged file, with the old file's owner and mode, is renamed onto the live path and
+//!    the directory is fsynced;
+//! 5. the journal is removed.
+//!
+//! At start, [`recover`] reads a leftover journal: before step 2 it rolls back (the old file
+//! stays live), after step 2 it rolls forward (the staged file becomes live). Either way one
+//! whole database is live, never a mix.
 
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-pub fn recover(_data_dir: &Path) -> std::io::Result<()> {
+use serde::{Deserialize, Serialize};
+
+use super::SnapshotError;
+
+/// File name of the live database inside the data directory.
+pub const LIVE_NAME: &str = "keyward.db";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    staged: PathBuf,
+    pre_restore: PathBuf,
+    started_at: String,
+}
+
+fn journal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("incoming").join("swap.json")
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Replaces the live database with `staged` (a verified file inside `data_dir/incoming`). Every
+/// connection to the live database must be closed. Returns the path of the pre-restore copy.
+pub fn swap_files(
+    data_dir: &Path,
+    staged: &Path,
+    keep_pre_restore: usize,
+) -> Result<PathBuf, SnapshotError> {
+    let live = data_dir.join(LIVE_NAME);
+    let pre_dir = data_dir.join("pre-restore");
+    crate::fsutil::create_private_dir(&pre_dir)
+        .map_err(|err| SnapshotError::io("create", &pre_dir, err))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let pre_restore = pre_dir.join(format!("keyward-{stamp}.db"));
+
+    let journal = Journal {
+        staged: staged.to_path_buf(),
+        pre_restore: pre_restore.clone(),
+        started_at: crate::time::format(chrono::Utc::now()),
+    };
+    let journal_file = journal_path(data_dir);
+    crate::fsutil::write_atomically(
+        &journal_file,
+        &serde_json::to_vec(&journal).expect("journal json"),
+    )
+    .map_err(|err| SnapshotError::io("write", &journal_file, err))?;
+    crate::failpoint::hit("swap.after_journal");
+
+    if let Err(err) = checkpoint(&live) {
+        let _ = std::fs::remove_file(&journal_file);
+        return Err(err);
+    }
+    crate::failpoint::hit("swap.after_checkpoint");
+    copy_ownership(&live, staged)?;
+
+    std::fs::rename(&live, &pre_restore).map_err(|err| SnapshotError::io("rename", &live, err))?;
+    sync(&pre_dir)?;
+    crate::failpoint::hit("swap.after_move_old");
+    finish_forward(data_dir, staged, &live)?;
+    prune_pre_restore(&pre_dir, keep_pre_restore);
+    Ok(pre_restore)
+}
+
+/// Steps 3 to 5: drop stale WAL files, rename the staged file in, remove the journal.
+fn finish_forward(data_dir: &Path, staged: &Path, live: &Path) -> Result<(), SnapshotError> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let path = sidecar(live, suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(SnapshotError::io("remove", &path, err)),
+        }
+    }
+    sync(data_dir)?;
+    std::fs::rename(staged, live).map_err(|err| SnapshotError::io("rename", staged, err))?;
+    sync(data_dir)?;
+    crate::failpoint::hit("swap.after_rename_new");
+    let journal_file = journal_path(data_dir);
+    std::fs::remove_file(&journal_file)
+        .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+    if let Some(dir) = journal_file.parent() {
+        sync(dir)?;
+    }
     Ok(())
+}
+
+/// Moves everything in the WAL into the database file, then closes, which removes the WAL.
+fn checkpoint(live: &Path) -> Result<(), SnapshotError> {
+    let conn = crate::db::open_connection(live)?;
+    let (busy, _log, _checkpointed): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    if busy != 0 {
+        return Err(SnapshotError::Internal(
+            "the WAL checkpoint before the swap was blocked by another connection".into(),
+        ));
+    }
+    conn.close().map_err(|(_, err)| SnapshotError::from(err))?;
+    Ok(())
+}
+
+/// Gives `staged` the owner, group and mode of the live file, so a restore run as root leaves a
+/// database the service user can still write.
+fn copy_ownership(live: &Path, staged: &Path) -> Result<(), SnapshotError> {
+    let metadata = std::fs::metadata(live).map_err(|err| SnapshotError::io("stat", live, err))?;
+    let staged_meta =
+        std::fs::metadata(staged).map_err(|err| SnapshotError::io("stat", staged, err))?;
+    if staged_meta.uid() != metadata.uid() || staged_meta.gid() != metadata.gid() {
+        std::os::unix::fs::chown(staged, Some(metadata.uid()), Some(metadata.gid()))
+            .map_err(|err| SnapshotError::io("chown", staged, err))?;
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(mode))
+        .map_err(|err| SnapshotError::io("chmod", staged, err))?;
+    Ok(())
+}
+
+fn sync(dir: &Path) -> Result<(), SnapshotError> {
+    crate::fsutil::sync_dir(dir).map_err(|err| SnapshotError::io("fsync", dir, err))
+}
+
+fn prune_pre_restore(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut copies: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "db"))
+        .collect();
+    copies.sort();
+    let excess = copies.len().saturating_sub(keep.max(1));
+    for path in copies.into_iter().take(excess) {
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(error = %err, path = %path.display(), "removing an old pre-restore copy failed");
+        }
+    }
+}
+
+/// Finishes or rolls back a swap interrupted by a crash, and removes leftover temp files. Runs
+/// before the database is opened.
+pub fn recover(data_dir: &Path) -> Result<(), SnapshotError> {
+    let journal_file = journal_path(data_dir);
+    if let Ok(bytes) = std::fs::read(&journal_file) {
+        let journal: Journal = serde_json::from_slice(&bytes).map_err(|err| {
+            SnapshotError::Internal(format!(
+                "swap journal {} is unreadable: {err}",
+                journal_file.display()
+            ))
+        })?;
+        let live = data_dir.join(LIVE_NAME);
+        let live_exists = live.exists();
+        let staged_exists = journal.staged.exists();
+        if live_exists && staged_exists {
+            tracing::warn!(staged = %journal.staged.display(), "rolling back a swap interrupted before the old database moved; the old database stays live");
+            std::fs::remove_file(&journal.staged)
+                .map_err(|err| SnapshotError::io("remove", &journal.staged, err))?;
+            std::fs::remove_file(&journal_file)
+                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+        } else if !live_exists && staged_exists {
+            tracing::warn!(staged = %journal.staged.display(), "finishing a swap interrupted after the old database moved; the new database becomes live");
+            finish_forward(data_dir, &journal.staged, &live)?;
+        } else if !live_exists && journal.pre_restore.exists() {
+            tracing::warn!(pre_restore = %journal.pre_restore.display(), "staged snapshot missing after an interrupted swap; putting the old database back");
+            std::fs::rename(&journal.pre_restore, &live)
+                .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
+            sync(data_dir)?;
+            std::fs::remove_file(&journal_file)
+                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+        } else {
+            tracing::info!("a swap had finished before the crash; removing its journal");
+            std::fs::remove_file(&journal_file)
+                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+        }
+    }
+    remove_temp_files(&data_dir.join("incoming"), |name| {
+        name.starts_with("upload-") || name.starts_with("staged-")
+    });
+    remove_temp_files(&data_dir.join("snapshots"), |name| {
+        name.starts_with(".tmp-")
+    });
+    super::store::remove_incomplete(&data_dir.join("snapshots"));
+    Ok(())
+}
+
+fn remove_temp_files(dir: &Path, matches: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches(&name) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a leftover temp file")
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, path = %entry.path().display(), "removing a leftover temp file failed")
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,190 @@
+//! Admin endpoints for snapshots, shipping, restore, roles and status.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::admin::Admin;
+use super::{ApiError, AppState};
+use crate::role::{Position, Role, RoleRecord};
+use crate::snapshot::manifest::Manifest;
+use crate::snapshot::status::ReplicationStatus;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/admin/snapshots",
+            get(list_snapshots).post(take_snapshot),
+        )
+        .route("/v1/admin/ship", post(ship_now))
+        .route(
+            "/v1/admin/restore",
+            post(crate::snapshot::receive::admin_restore),
+        )
+        .route("/v1/admin/promote", post(promote))
+        .route("/v1/admin/demote", post(demote))
+        .route("/v1/admin/status", get(status))
+}
+
+fn snapshot_error(err: crate::snapshot::SnapshotError) -> ApiError {
+    crate::snapshot::receive::error_response(&err)
+}
+
+async fn take_snapshot(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<(StatusCode, Json<Manifest>), ApiError> {
+    let snapshot = state.snapshots.take_now().await.map_err(snapshot_error)?;
+    Ok((StatusCode::CREATED, Json(snapshot.manifest)))
+}
+
+async fn list_snapshots(State(state): State<Arc<AppState>>, _admin: Admin) -> Json<Vec<Manifest>> {
+    let dir = state.snapshots.snapshots_dir();
+    let list = tokio::task::spawn_blocking(move || crate::snapshot::store::list(&dir))
+        .await
+        .unwrap_or_default();
+    Json(list.into_iter().map(|snapshot| snapshot.manifest).collect())
+}
+
+#[derive(Debug, Serialize)]
+struct ShipResult {
+    sequence: u64,
+    result: String,
+}
+
+async fn ship_now(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<ShipResult>, ApiError> {
+    use crate::snapshot::ship::ShipError;
+    match state.snapshots.ship_newest().await {
+        Ok((snapshot, result)) => Ok(Json(ShipResult {
+            sequence: snapshot.manifest.sequence,
+            result,
+        })),
+        Err(err) => {
+            let status = match &err {
+                ShipError::Rejected { .. } => StatusCode::CONFLICT,
+                ShipError::Transient(_) => StatusCode::BAD_GATEWAY,
+                ShipError::NoPeer | ShipError::NoSnapshot | ShipError::Standby => {
+                    StatusCode::CONFLICT
+                }
+            };
+            let code: &'static str = match err.code() {
+                "TRANSIENT" => "PEER_UNREACHABLE",
+                "NO_PEER" => "NO_PEER",
+                "NO_SNAPSHOT" => "NO_SNAPSHOT",
+                "SITE_STANDBY" => "SITE_STANDBY",
+                _ => "PEER_REJECTED",
+            };
+            Err(ApiError::new(status, code, err.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RoleResponse {
+    role: RoleRecord,
+    position: Position,
+}
+
+async fn promote(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+) -> Result<Json<RoleResponse>, ApiError> {
+    if !state.config.redirect.url.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ROLE_FROM_REDIRECT",
+            "this site takes its role from the redirect file (redirect.url); edit activeUrl there instead",
+        ));
+    }
+    let reason = format!("promoted by {}", admin.actor);
+    state
+        .role
+        .promote(&state.db, &reason)
+        .await
+        .map_err(|err| ApiError::internal("promote", err))?;
+    role_response(&state).await
+}
+
+async fn demote(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+) -> Result<Json<RoleResponse>, ApiError> {
+    if !state.config.redirect.url.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ROLE_FROM_REDIRECT",
+            "this site takes its role from the redirect file (redirect.url); edit activeUrl there instead",
+        ));
+    }
+    let reason = format!("demoted by {}", admin.actor);
+    let active_url = state.role.current().active_url;
+    state
+        .role
+        .demote(&state.db, &reason, active_url)
+        .map_err(|err| ApiError::internal("demote", err))?;
+    role_response(&state).await
+}
+
+async fn role_response(state: &AppState) -> Result<Json<RoleResponse>, ApiError> {
+    let position = state.db.read(crate::role::read_position).await?;
+    Ok(Json(RoleResponse {
+        role: state.role.current(),
+        position,
+    }))
+}
+
+/// Everything `keyward status` prints.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct StatusResponse {
+    pub site_id: String,
+    pub role: RoleRecord,
+    pub writable: bool,
+    pub position: Position,
+    pub database_bytes: u64,
+    pub licenses: i64,
+    pub activations: i64,
+    pub replication: ReplicationStatus,
+    pub peer_url: String,
+    pub keyward_version: String,
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let (position, licenses, activations, database_bytes) = state
+        .db
+        .read(|conn| {
+            let position = crate::role::read_position(conn)?;
+            let licenses: i64 =
+                conn.query_row("SELECT count(*) FROM licenses", [], |r| r.get(0))?;
+            let activations: i64 = conn.query_row(
+                "SELECT count(*) FROM activations WHERE released_at IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok((position, licenses, activations, (pages * page_size) as u64))
+        })
+        .await?;
+    Ok(Json(StatusResponse {
+        site_id: state.role.site_id().to_string(),
+        role: state.role.current(),
+        writable: state.role.role() == Role::Active && state.db.is_writable(),
+        position,
+        database_bytes,
+        licenses,
+        activations,
+        replication: state.snapshots.status.get(),
+        peer_url: state.config.peer.url.clone(),
+        keyward_version: env!("CARGO_PKG_VERSION").to_string(),
+    }))
+}

@@ -1,0 +1,150 @@
+//! Taking a snapshot: one `sqlite3_backup_step(-1)` on a dedicated connection into a temp file,
+//! then fsync, hash, rename and a manifest beside it.
+//!
+//! A single step copies the whole database inside one read transaction, so concurrent writers
+//! never restart it (a backup in small steps restarts from page 1 whenever another connection
+//! writes). In WAL mode writers keep committing while it runs.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::backup::{Backup, StepResult};
+use sha2::{Digest, Sha256};
+
+use super::SnapshotError;
+use super::header::DatabaseHeader;
+use super::manifest::{MANIFEST_FORMAT, Manifest};
+
+/// A snapshot on disk: the database file and its manifest.
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Copies the live database at `db_path` into `dir` as snapshot number `sequence`.
+pub fn take(
+    db_path: &Path,
+    dir: &Path,
+    site_id: &str,
+    sequence: u64,
+) -> Result<StoredSnapshot, SnapshotError> {
+    crate::fsutil::create_private_dir(dir).map_err(|err| SnapshotError::io("create", dir, err))?;
+    let temp = dir.join(format!(".tmp-snap-{}.db", crate::ids::random_hex(6)));
+    let result = take_into(db_path, &temp, dir, site_id, sequence);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn take_into(
+    db_path: &Path,
+    temp: &Path,
+    dir: &Path,
+    site_id: &str,
+    sequence: u64,
+) -> Result<StoredSnapshot, SnapshotError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .map_err(|err| SnapshotError::io("create", temp, err))?;
+    copy_with_backup(db_path, temp)?;
+    crate::failpoint::hit("snapshot.after_copy");
+
+    let position = {
+        let conn = super::verify::open_immutable(temp)?;
+        crate::role::read_position(&conn)?
+    };
+    let (size, sha256) = hash_file(temp)?;
+    let header = DatabaseHeader::read(temp)?;
+    File::open(temp)
+        .and_then(|file| file.sync_all())
+        .map_err(|err| SnapshotError::io("fsync", temp, err))?;
+
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        source_site_id: site_id.to_string(),
+        sequence,
+        created_at: crate::time::format(chrono::Utc::now()),
+        size,
+        page_size: header.page_size,
+        page_count: header.page_count,
+        sha256,
+        schema_version: header.user_version,
+        keyward_version: env!("CARGO_PKG_VERSION").to_string(),
+        position,
+    };
+    let path = dir.join(file_name(sequence));
+    std::fs::rename(temp, &path).map_err(|err| SnapshotError::io("rename", temp, err))?;
+    crate::failpoint::hit("snapshot.before_manifest");
+    // The manifest is written last: a snapshot without one is incomplete and removed at start.
+    crate::fsutil::write_atomically(&manifest_path(&path), &manifest.to_json())
+        .map_err(|err| SnapshotError::io("write", &manifest_path(&path), err))?;
+    Ok(StoredSnapshot { path, manifest })
+}
+
+/// Name of snapshot number `sequence`.
+pub fn file_name(sequence: u64) -> String {
+    format!("snap-{sequence:010}.db")
+}
+
+/// Path of the manifest beside a snapshot file.
+pub fn manifest_path(snapshot: &Path) -> PathBuf {
+    snapshot.with_extension("json")
+}
+
+fn copy_with_backup(db_path: &Path, temp: &Path) -> Result<(), SnapshotError> {
+    let source = crate::db::open_connection(db_path)?;
+    let mut target = rusqlite::Connection::open(temp)?;
+    {
+        let backup = Backup::new(&source, &mut target)?;
+        let mut busy_retries = 0;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => continue,
+                StepResult::Busy | StepResult::Locked => {
+                    // Temporary: another connection holds a lock. Retry for up to 10 s.
+                    busy_retries += 1;
+                    if busy_retries > 1000 {
+                        return Err(SnapshotError::Busy);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => return Err(SnapshotError::Busy),
+            }
+        }
+    }
+    // The copy keeps the source's WAL mode; switch it to a rollback journal so the snapshot is
+    // one self-contained file that opens without -wal and -shm companions.
+    target.pragma_update(None, "journal_mode", "DELETE")?;
+    target
+        .close()
+        .map_err(|(_, err)| SnapshotError::from(err))?;
+    Ok(())
+}
+
+/// Returns the size and lowercase hex SHA-256 of a file, read in 1 MiB blocks.
+pub fn hash_file(path: &Path) -> Result<(u64, String), SnapshotError> {
+    let mut file = File::open(path).map_err(|err| SnapshotError::io("open", path, err))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let count = file
+            .read(&mut buffer)
+            .map_err(|err| SnapshotError::io("read", path, err))?;
+        if count == 0 {
+            break;
+        }
+        hasher.update(&buffer[..count]);
+        size += count as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
