@@ -1,4 +1,4 @@
-//! The QLM redirect file (`qlmredirect.xml`).
+//! The QLM redirect file (`qlmredirect.xml`) and the redirector that serves it.
 //!
 //! License clients fetch the redirect file to learn which license server is active
 //! (`activeUrl`). `drUrl` names the disaster-recovery server, and failing over is a deliberate
@@ -11,21 +11,29 @@
 //! - [`same_site`] compares two server URLs the way the redirector does.
 //! - [`write_atomically`] and [`set_active`] change the file on disk.
 //! - [`show`] renders a file for the command line.
+//! - [`RedirectorState`], [`router`] and [`serve`] form the HTTP redirector, which reloads the
+//!   file whenever it changes and keeps serving the last valid version after a bad edit.
 
 mod error;
 mod file;
 mod parse;
 mod serialize;
+mod server;
 mod show;
 mod site;
+mod state;
+mod watch;
 
 use url::Url;
 
 pub use error::{FileError, Position, RedirectError};
 pub use file::{read_file, set_active, write_atomically};
 pub use parse::parse;
+pub use server::{REDIRECT_FILE_ROUTE, ServeError, router, serve};
 pub use show::show;
 pub use site::same_site;
+pub use state::{RedirectSnapshot, RedirectorState, ReloadFailure, ReloadOutcome, etag_for};
+pub use watch::spawn_watcher;
 
 /// Maximum size of a redirect file in bytes. Larger files are rejected before parsing.
 pub const MAX_REDIRECT_FILE_BYTES: usize = 64 * 1024;
