@@ -14,6 +14,7 @@
 //!   divergence.
 //! - [`snapshot`]: taking snapshots with the online backup API, shipping them to the peer,
 //!   verifying and swapping them in.
+//! - [`redirect`]: the QLM redirect file (`qlmredirect.xml`) and the redirector that serves it.
 //! - [`config`]: layered configuration; [`cli`]: the `keyward` command line.
 //!
 //! Data flows one way: writes reach the active site's writer thread, the scheduler snapshots
@@ -29,6 +30,7 @@ pub mod fsutil;
 pub mod ids;
 pub mod keys;
 pub mod license;
+pub mod redirect;
 pub mod role;
 pub mod server;
 pub mod signing;
