@@ -25,6 +25,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod diff;
 pub mod failpoint;
 pub mod fsutil;
 pub mod ids;

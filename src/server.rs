@@ -21,6 +21,8 @@ use crate::time::SharedClock;
 /// A prepared server: the database is open and the role known, nothing is listening yet.
 pub struct Server {
     pub state: Arc<AppState>,
+    /// Held for the server's life so offline tools know it is running.
+    _lock: std::fs::File,
     /// The admin token created on this start, if the database had none. Shown once.
     pub bootstrap_token: Option<String>,
 }
@@ -33,6 +35,7 @@ impl Server {
         let data_dir = config.data_dir.clone();
         crate::fsutil::create_private_dir(&data_dir)
             .with_context(|| format!("while creating data directory {}", data_dir.display()))?;
+        let lock = crate::snapshot::offline::lock_data_dir(&data_dir)?;
         crate::snapshot::swap::recover(&data_dir).with_context(|| {
             format!(
                 "while recovering an interrupted swap in {}",
@@ -80,6 +83,7 @@ impl Server {
         let state = AppState::new(db, config, clock, role, keyring, snapshots)?;
         Ok(Server {
             state: Arc::new(state),
+            _lock: lock,
             bootstrap_token,
         })
     }
@@ -91,7 +95,9 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let state = self.state;
+        let Server {
+            state, _lock: lock, ..
+        } = self;
         let addr = listener.local_addr()?;
         let config = &state.config;
         tracing::info!(
@@ -122,6 +128,7 @@ impl Server {
             .close()
             .await
             .context("while closing the database")?;
+        drop(lock);
         tracing::info!("keyward stopped");
         Ok(())
     }
@@ -140,6 +147,9 @@ fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {
         }
     }));
     tasks.extend(crate::snapshot::spawn_tasks(state.clone()));
+    if !state.config.redirect.url.is_empty() {
+        tasks.push(tokio::spawn(crate::role::follow::run(state.clone())));
+    }
     tasks
 }
 

@@ -1,6 +1,7 @@
 //! The `keyward` command line.
 
 mod admin;
+mod replication;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,20 @@ enum Command {
     Token(admin::TokenCommand),
     /// Print the public keys that verify signed responses.
     Keys(admin::KeysArgs),
+    /// Take a snapshot now (on a running server, or on --data-dir).
+    Snapshot(replication::SnapshotArgs),
+    /// Ship the newest snapshot to the peer now.
+    Ship(admin::ServerArgs),
+    /// Restore a snapshot file (through --url, or into a stopped --data-dir).
+    Restore(replication::RestoreArgs),
+    /// Make this site active (when no redirect file decides the role).
+    Promote(admin::ServerArgs),
+    /// Make this site standby (when no redirect file decides the role).
+    Demote(admin::ServerArgs),
+    /// Print role, position, counts and replication state; optionally fail on an old snapshot.
+    Status(replication::StatusArgs),
+    /// List licenses, activations and audit entries that differ between two database files.
+    Diff(replication::DiffArgs),
 }
 
 /// Options shared by commands that load the configuration.
@@ -136,6 +151,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(command) => admin::license(command).await,
         Command::Token(command) => admin::token(command).await,
         Command::Keys(args) => admin::keys(args).await,
+        Command::Snapshot(args) => replication::snapshot(args).await,
+        Command::Ship(server) => replication::simple_post(server, "/v1/admin/ship").await,
+        Command::Restore(args) => replication::restore(args).await,
+        Command::Promote(server) => replication::simple_post(server, "/v1/admin/promote").await,
+        Command::Demote(server) => replication::simple_post(server, "/v1/admin/demote").await,
+        Command::Status(args) => replication::status(args).await,
+        Command::Diff(args) => replication::diff(args),
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod header;
 pub mod manifest;
+pub mod offline;
 pub mod receive;
 pub mod schedule;
 pub mod ship;
@@ -104,6 +105,8 @@ pub struct SnapshotService {
     pub status: status::StatusBoard,
     take_lock: tokio::sync::Mutex<()>,
     receive_lock: tokio::sync::Mutex<()>,
+    /// Serializes shipments from the background shipper and `keyward ship`.
+    ship_lock: tokio::sync::Mutex<()>,
     /// Sequence of the snapshot being shipped, which retention must keep.
     shipping: std::sync::Mutex<Option<u64>>,
     /// Wakes the shipper when a new snapshot exists.
@@ -128,6 +131,7 @@ impl SnapshotService {
             status,
             take_lock: tokio::sync::Mutex::new(()),
             receive_lock: tokio::sync::Mutex::new(()),
+            ship_lock: tokio::sync::Mutex::new(()),
             shipping: std::sync::Mutex::new(None),
             ship_wakeup: tokio::sync::Notify::new(),
             shipper,

@@ -159,6 +159,7 @@ impl SnapshotService {
         if self.role.role() != Role::Active {
             return Err(ShipError::Standby);
         }
+        let _one_at_a_time = self.ship_lock.lock().await;
         let snapshot = self.newest().ok_or(ShipError::NoSnapshot)?;
         self.set_shipping(Some(snapshot.manifest.sequence));
         let result = self

@@ -87,6 +87,11 @@ pub struct Process {
 impl Process {
     /// Starts `keyward serve` on 127.0.0.1:0 with `env` and waits until it listens.
     pub fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Process {
+        Self::serve_on(data_dir, "127.0.0.1:0", env)
+    }
+
+    /// Starts `keyward serve` on `listen` with `env` and waits until it listens.
+    pub fn serve_on(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Process {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new()
@@ -96,7 +101,7 @@ impl Process {
             .expect("open stderr log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("KEYWARD_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("KEYWARD_SNAPSHOT_EVERY", "")
@@ -154,6 +159,11 @@ impl Process {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.stderr().contains(text))
     }
 }
 
@@ -239,4 +249,79 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     check()
+}
+
+/// Returns a loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Uploads a snapshot file to a peer endpoint, as the shipper would, and returns status and
+/// JSON body. `secret` None sends no Authorization header.
+pub fn upload_snapshot(
+    base: &str,
+    secret: Option<&str>,
+    body: Vec<u8>,
+    manifest: &[u8],
+    zstd: bool,
+) -> (u16, serde_json::Value) {
+    use base64::Engine;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(manifest);
+    let mut request = client
+        .post(format!("{base}/v1/peer/snapshots"))
+        .header("keyward-manifest", encoded);
+    if let Some(secret) = secret {
+        request = request.bearer_auth(secret);
+    }
+    let body = if zstd {
+        request = request.header("content-encoding", "zstd");
+        zstd::encode_all(&body[..], 1).unwrap()
+    } else {
+        body
+    };
+    let response = request.body(body).send().expect("upload");
+    let status = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// Returns the newest snapshot file in a data directory and its manifest bytes.
+pub fn newest_snapshot(data_dir: &Path) -> (PathBuf, Vec<u8>) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "db"))
+        .collect();
+    files.sort();
+    let file = files.pop().expect("a snapshot exists");
+    let manifest = std::fs::read(file.with_extension("json")).unwrap();
+    (file, manifest)
+}
+
+/// SHA-256 of a file, as hex.
+pub fn file_sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Runs `PRAGMA integrity_check` on a database file whose server is stopped.
+pub fn integrity_ok(path: &Path) -> bool {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let result: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    result == "ok"
 }

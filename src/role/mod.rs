@@ -5,6 +5,8 @@
 //! promotion starts a new epoch, recorded in the database's `epochs` table, so the epoch history
 //! travels inside every snapshot. A site's position is its current epoch and write sequence.
 
+pub mod follow;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

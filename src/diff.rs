@@ -1,0 +1,123 @@
+//! `keyward diff A.db B.db`: what two keyward databases disagree on, so an operator can re-apply
+//! writes after a forced restore (the pre-restore copy is one of the two).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+/// One difference between the two databases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// `product`, `license`, `activation` or `audit`.
+    pub kind: &'static str,
+    /// The record's identity (product code, license key, key + computer id + time, audit id).
+    pub id: String,
+    /// `only_in_a`, `only_in_b` or `differs`.
+    pub change: &'static str,
+    /// For `differs`: the fields whose values differ, as `field: a -> b`.
+    pub fields: Vec<String>,
+}
+
+type Records = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Compares two database files, opened read-only and immutable.
+pub fn diff_files(a: &Path, b: &Path) -> anyhow::Result<Vec<Difference>> {
+    let a = crate::snapshot::verify::open_immutable(a)?;
+    let b = crate::snapshot::verify::open_immutable(b)?;
+    let mut differences = Vec::new();
+    for (kind, sql) in QUERIES {
+        let left = load(&a, sql)?;
+        let right = load(&b, sql)?;
+        compare(kind, &left, &right, &mut differences);
+    }
+    Ok(differences)
+}
+
+const QUERIES: [(&str, &str); 4] = [
+    (
+        "product",
+        "SELECT code AS id, name, version, features FROM products",
+    ),
+    (
+        "license",
+        "SELECT l.license_key AS id, p.code AS product, l.model, l.seats, l.expires_at, \
+         l.duration_days, l.first_activated_at, l.maintenance_expires_at, l.features, \
+         l.customer_name, l.customer_email, l.customer_company, l.order_ref, l.notes, l.status \
+         FROM licenses l JOIN products p ON p.id = l.product_id",
+    ),
+    (
+        "activation",
+        "SELECT l.license_key || ' ' || a.computer_id || ' ' || a.activated_at AS id, \
+         a.computer_name, a.released_at FROM activations a JOIN licenses l ON l.id = a.license_id",
+    ),
+    (
+        "audit",
+        "SELECT at || ' ' || actor || ' ' || action || ' ' || object AS id, detail FROM audit_log",
+    ),
+];
+
+fn load(conn: &Connection, sql: &str) -> anyhow::Result<Records> {
+    let mut stmt = conn.prepare(sql)?;
+    let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
+    let mut rows = stmt.query([])?;
+    let mut records = Records::new();
+    while let Some(row) = rows.next()? {
+        let mut fields = BTreeMap::new();
+        for (index, name) in names.iter().enumerate() {
+            let value: rusqlite::types::Value = row.get(index)?;
+            let text = match value {
+                rusqlite::types::Value::Null => "null".to_string(),
+                rusqlite::types::Value::Integer(number) => number.to_string(),
+                rusqlite::types::Value::Real(number) => number.to_string(),
+                rusqlite::types::Value::Text(text) => text,
+                rusqlite::types::Value::Blob(bytes) => hex::encode(bytes),
+            };
+            fields.insert(name.clone(), text);
+        }
+        let id = fields.remove("id").unwrap_or_default();
+        records.insert(id, fields);
+    }
+    Ok(records)
+}
+
+fn compare(kind: &'static str, a: &Records, b: &Records, out: &mut Vec<Difference>) {
+    for (id, left) in a {
+        match b.get(id) {
+            None => out.push(Difference {
+                kind,
+                id: id.clone(),
+                change: "only_in_a",
+                fields: Vec::new(),
+            }),
+            Some(right) if right != left => {
+                let fields = left
+                    .iter()
+                    .filter(|(name, value)| right.get(*name) != Some(value))
+                    .map(|(name, value)| {
+                        format!(
+                            "{name}: {value} -> {}",
+                            right.get(name).map(String::as_str).unwrap_or("null")
+                        )
+                    })
+                    .collect();
+                out.push(Difference {
+                    kind,
+                    id: id.clone(),
+                    change: "differs",
+                    fields,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for id in b.keys().filter(|id| !a.contains_key(*id)) {
+        out.push(Difference {
+            kind,
+            id: id.clone(),
+            change: "only_in_b",
+            fields: Vec::new(),
+        });
+    }
+}
