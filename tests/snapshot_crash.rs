@@ -22,7 +22,7 @@ struct Snapshot {
 fn two_snapshots(dir: &Path) -> (Snapshot, Snapshot, String, String) {
     let primary = Process::serve(dir, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut take = |key_holder: &mut String| {
+    let take = |key_holder: &mut String| {
         runtime.block_on(async {
             *key_holder = seed_license(&primary.url, 1).await;
             let (status, _) = admin(&primary.url, Method::POST, "/v1/admin/snapshots", None).await;
