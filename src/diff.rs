@@ -77,9 +77,19 @@ fn load(conn: &Connection, sql: &str) -> anyhow::Result<Records> {
             fields.insert(name.clone(), text);
         }
         let id = fields.remove("id").unwrap_or_default();
-        records.insert(id, fields);
+        records.insert(group_key(&id), fields);
     }
     Ok(records)
+}
+
+/// Shows a leading canonical license key in its grouped form, as operators see keys.
+fn group_key(id: &str) -> String {
+    let (first, rest) = id.split_once(' ').unwrap_or((id, ""));
+    match crate::keys::LicenseKey::parse(first) {
+        Ok(key) if rest.is_empty() => key.grouped(),
+        Ok(key) => format!("{} {rest}", key.grouped()),
+        Err(_) => id.to_string(),
+    }
 }
 
 fn compare(kind: &'static str, a: &Records, b: &Records, out: &mut Vec<Difference>) {

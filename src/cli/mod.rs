@@ -190,3 +190,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -29,9 +29,7 @@ pub struct RestoreArgs {
     /// database is kept in pre-restore/ either way.
     #[arg(long)]
     pub force: bool,
-    /// Restore into this data directory, with the server stopped.
-    #[arg(long, conflicts_with = "url")]
-    pub data_dir: Option<PathBuf>,
+    /// Configuration of the stopped site to restore into (with --data-dir).
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Restore through a running server's admin API at this URL.
@@ -114,11 +112,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = args.url.clone() {
         return restore_remote(&args, &url, manifest).await;
     }
-    let mut config_args = args.config.clone();
-    if args.data_dir.is_some() {
-        config_args.data_dir = args.data_dir.clone();
-    }
-    let config = config_args.load()?;
+    let config = args.config.load()?;
     let outcome =
         crate::snapshot::offline::restore(&config, &args.file, manifest, args.force).await?;
     print(&serde_json::to_value(&outcome)?);
