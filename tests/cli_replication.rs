@@ -9,7 +9,10 @@ use common::{ADMIN_TOKEN, Process, admin, seed_license};
 use reqwest::Method;
 
 fn keyward(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_keyward")).args(args).output().expect("run keyward")
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .output()
+        .expect("run keyward")
 }
 
 #[test]
@@ -23,42 +26,84 @@ fn offline_restore_keeps_copy_and_diff_names_changes() {
 
     // Snapshot the stopped data directory, then add a license after it.
     let output = keyward(&["snapshot", "--data-dir", data.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (snapshot, _) = common::newest_snapshot(&data);
     let mut server = Process::serve(&data, &[]);
     let second = runtime.block_on(seed_license(&server.url, 1));
 
     // A running server holds the data directory: an offline restore is refused.
-    let output = keyward(&["restore", snapshot.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let output = keyward(&[
+        "restore",
+        snapshot.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is running"));
     assert_eq!(server.terminate().code(), Some(0));
 
     // The site is active, so without --force the restore is refused.
-    let output = keyward(&["restore", snapshot.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let output = keyward(&[
+        "restore",
+        snapshot.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SITE_ACTIVE"), "{stderr}");
 
-    let output = keyward(&["restore", snapshot.to_str().unwrap(), "--force", "--data-dir", data.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = keyward(&[
+        "restore",
+        snapshot.to_str().unwrap(),
+        "--force",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let outcome: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let pre_restore = outcome["pre_restore"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(&pre_restore).exists());
 
-    let output = keyward(&["diff", &pre_restore, data.join("keyward.db").to_str().unwrap()]);
+    let output = keyward(&[
+        "diff",
+        &pre_restore,
+        data.join("keyward.db").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1), "differences exit 1");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains(&format!("only_in_a license {second}")), "{text}");
+    assert!(
+        text.contains(&format!("only_in_a license {second}")),
+        "{text}"
+    );
     assert!(!text.contains(&first), "{text}");
 
     let output = keyward(&["diff", &pre_restore, &pre_restore]);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "no differences");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "no differences"
+    );
 
     let server = Process::serve(&data, &[]);
-    let (_, found) = runtime.block_on(admin(&server.url, Method::GET, &format!("/v1/admin/licenses/{second}"), None));
-    assert_eq!(found["code"], "NOT_FOUND", "the restore replaced the database");
+    let (_, found) = runtime.block_on(admin(
+        &server.url,
+        Method::GET,
+        &format!("/v1/admin/licenses/{second}"),
+        None,
+    ));
+    assert_eq!(
+        found["code"], "NOT_FOUND",
+        "the restore replaced the database"
+    );
 }
 
 #[test]
@@ -74,10 +119,20 @@ fn status_fails_when_snapshot_too_old() {
     };
     assert_eq!(status_args("1h").status.code(), Some(2), "no snapshot yet");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (code, _) = runtime.block_on(admin(&server.url, Method::POST, "/v1/admin/snapshots", None));
+    let (code, _) = runtime.block_on(admin(
+        &server.url,
+        Method::POST,
+        "/v1/admin/snapshots",
+        None,
+    ));
     assert_eq!(code, 201);
     let output = status_args("1h");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed["role"]["role"], "active");
     std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -23,7 +23,12 @@ async fn snapshot_under_concurrent_writes_is_consistent() {
             let mut count = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let computer = format!("w{writer}-{count}");
-                let (status, _) = client(&url, "/v1/activate", json!({"key": *key, "computer_id": computer})).await;
+                let (status, _) = client(
+                    &url,
+                    "/v1/activate",
+                    json!({"key": *key, "computer_id": computer}),
+                )
+                .await;
                 assert_eq!(status, 200);
                 count += 1;
             }
@@ -34,7 +39,8 @@ async fn snapshot_under_concurrent_writes_is_consistent() {
     let mut manifests = Vec::new();
     for _ in 0..5 {
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        let (status, manifest) = admin(&server.url, Method::POST, "/v1/admin/snapshots", None).await;
+        let (status, manifest) =
+            admin(&server.url, Method::POST, "/v1/admin/snapshots", None).await;
         assert_eq!(status, 201, "{manifest}");
         manifests.push(manifest);
     }
@@ -47,22 +53,42 @@ async fn snapshot_under_concurrent_writes_is_consistent() {
 
     let mut previous = 0;
     for manifest in manifests {
-        let path = dir.path().join("snapshots").join(format!("snap-{:010}.db", manifest["sequence"].as_u64().unwrap()));
+        let path = dir.path().join("snapshots").join(format!(
+            "snap-{:010}.db",
+            manifest["sequence"].as_u64().unwrap()
+        ));
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok");
         // Each activation commits together with its audit entry: a torn copy would differ.
-        let activations: i64 = conn.query_row("SELECT count(*) FROM activations", [], |r| r.get(0)).unwrap();
+        let activations: i64 = conn
+            .query_row("SELECT count(*) FROM activations", [], |r| r.get(0))
+            .unwrap();
         let audited: i64 = conn
-            .query_row("SELECT count(*) FROM audit_log WHERE action = 'activation.create'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action = 'activation.create'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(activations, audited);
         let seats_used: i64 = conn
-            .query_row("SELECT count(*) FROM activations WHERE released_at IS NULL", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM activations WHERE released_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(seats_used, activations);
-        let write_seq: i64 = conn.query_row("SELECT write_seq FROM database_state", [], |r| r.get(0)).unwrap();
-        assert_eq!(write_seq, manifest["position"]["write_seq"].as_i64().unwrap());
+        let write_seq: i64 = conn
+            .query_row("SELECT write_seq FROM database_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            write_seq,
+            manifest["position"]["write_seq"].as_i64().unwrap()
+        );
         assert!(activations >= previous, "snapshots move forward");
         previous = activations;
     }
