@@ -111,13 +111,17 @@ impl Server {
 
         let tasks = spawn_background(&state);
         let app = api::router(state.clone());
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("while serving HTTP")?;
+        if config.tls_cert.is_empty() {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("while serving HTTP")?;
+        } else {
+            serve_tls(listener, app, config, shutdown).await?;
+        }
 
         for task in tasks {
             task.abort();
@@ -132,6 +136,40 @@ impl Server {
         tracing::info!("keyward stopped");
         Ok(())
     }
+}
+
+/// Serves HTTPS with the PEM certificate chain and key from `tls_cert` and `tls_key`.
+async fn serve_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.tls_cert, &config.tls_key)
+            .await
+            .with_context(|| {
+                format!(
+                    "while loading tls_cert {} and tls_key {} (PEM files expected)",
+                    config.tls_cert, config.tls_key
+                )
+            })?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // In-flight requests get up to 30 s to finish.
+        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+    });
+    let listener = listener
+        .into_std()
+        .context("while preparing the TLS listener")?;
+    axum_server::from_tcp_rustls(listener, tls)
+        .context("while starting the TLS server")?
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("while serving HTTPS")
 }
 
 fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {

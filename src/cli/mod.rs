@@ -174,6 +174,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
              or allow_plain_http = true (KEYWARD_ALLOW_PLAIN_HTTP=true) behind a TLS proxy"
         );
     }
+    let config_tls_empty = config.tls_cert.is_empty();
+    let config_plain_allowed = config.allow_plain_http;
     let clock: crate::time::SharedClock = Arc::new(crate::time::SystemClock);
     let server = crate::server::Server::open(config, clock).await?;
     if let Some(token) = &server.bootstrap_token {
@@ -182,8 +184,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("while binding {addr}; is another keyward running? use --listen")
     })?;
+    if !addr.ip().is_loopback() && config_tls_empty && config_plain_allowed {
+        tracing::warn!(listen = %addr, "serving plain HTTP on a non-loopback address (allow_plain_http = true); put a TLS proxy in front");
+    }
     if let Ok(local) = listener.local_addr() {
-        println!("keyward listening on http://{local}");
+        let scheme = if config_tls_empty { "http" } else { "https" };
+        println!("keyward listening on {scheme}://{local}");
     }
     server
         .serve(listener, crate::server::shutdown_signal())
