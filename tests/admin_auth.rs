@@ -237,3 +237,25 @@ async fn new_token_acts_under_own_id() {
     assert_eq!(audit[0]["actor"], format!("admin:{id}"));
     server.stop().await;
 }
+
+/// The authentication scheme is case-insensitive (RFC 9110, section 11.1).
+#[tokio::test]
+async fn scheme_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(dir.path())).await;
+    let base = server.url.as_str();
+
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let authorization = HeaderValue::from_str(&format!("{scheme} {ADMIN_TOKEN}")).unwrap();
+        let response = send(
+            base,
+            Method::GET,
+            "/v1/admin/products",
+            None,
+            Some(authorization),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{scheme}: {}", response.text());
+    }
+    server.stop().await;
+}

@@ -29,8 +29,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION);
         let token = header
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(ApiError::unauthorized)?
             .to_string();
         let id = state
@@ -49,6 +48,15 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// Returns the token of a `Bearer` credential. The scheme name is case-insensitive (RFC 9110,
+/// section 11.1), so `bearer` and `BEARER` work too.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim())
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
