@@ -208,3 +208,25 @@ async fn audit_log_is_append_only() {
     assert!(delete.is_err(), "DELETE from audit_log succeeded");
     assert_eq!(count(&conn), before);
 }
+
+#[tokio::test]
+async fn renew_is_audited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(dir.path())).await;
+    let base = server.url.as_str();
+    let key = seed_license(base, 1).await;
+    let (_, before) = admin(base, Method::GET, "/v1/admin/audit", None).await;
+
+    let path = format!("/v1/admin/licenses/{key}/renew");
+    let renewal = json!({"expires_at": "2099-01-31"});
+    let (status, body) = admin(base, Method::POST, &path, Some(renewal)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (_, after) = admin(base, Method::GET, "/v1/admin/audit", None).await;
+    let added = after.as_array().unwrap().len() - before.as_array().unwrap().len();
+    assert_eq!(added, 1, "one renewal, one entry: {after}");
+    assert_eq!(after[0]["action"], "license.renew");
+    assert_eq!(after[0]["object"], key.as_str());
+    assert_eq!(after[0]["detail"]["expires_at"], "2099-01-31");
+    server.stop().await;
+}
