@@ -18,7 +18,7 @@ use crate::role::{Role, RoleState};
 use crate::signing::{Keyring, TrustedKeys};
 use crate::time::SharedClock;
 
-pub use error::{ApiError, ApiJson};
+pub use error::{ApiError, ApiJson, ApiPath};
 
 /// Largest JSON request body accepted by client and admin endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
