@@ -668,3 +668,55 @@ fn endpoint_accepts(endpoint: Endpoint, field: &str, number: &str) -> bool {
             | (Endpoint::PatchLicense, "duration_days", "0")
     )
 }
+
+/// Requests rejected before any handler runs (wrong method, unknown path, a path segment that
+/// is not UTF-8) use the same error shape as the rest of the API.
+#[tokio::test]
+async fn routing_errors_use_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = Seeded::start(dir.path()).await;
+    let before = seeded.view().await;
+    let key = seeded.key.as_str();
+    let cases = [
+        (Method::GET, "/v1/activate".to_string(), 405),
+        (Method::PUT, "/v1/validate".to_string(), 405),
+        (Method::DELETE, "/v1/release".to_string(), 405),
+        (Method::PUT, "/v1/admin/products".to_string(), 405),
+        (Method::POST, format!("/v1/admin/licenses/{key}"), 405),
+        (Method::GET, "/v1/no-such-endpoint".to_string(), 404),
+        (Method::GET, "/v1/admin/licenses/%FF%FE".to_string(), 400),
+        (Method::DELETE, "/v1/admin/products/%C0%AF".to_string(), 400),
+        (
+            Method::POST,
+            format!("/v1/admin/licenses/{key}/activations/%FF/release"),
+            400,
+        ),
+    ];
+
+    for (method, path, expected) in cases {
+        let context = format!("{method} {path}");
+        let response = send_bytes(
+            seeded.base(),
+            method,
+            &path,
+            "application/json",
+            b"{}".to_vec(),
+            Some(common::ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(response.status, expected, "{context}: {}", response.text());
+        let content_type = response.headers.get(reqwest::header::CONTENT_TYPE);
+        assert_eq!(
+            content_type.and_then(|value| value.to_str().ok()),
+            Some("application/json"),
+            "{context}"
+        );
+        assert_error_shape(&response.json(), &context);
+        if expected == 405 {
+            let allow = response.headers.get(reqwest::header::ALLOW);
+            assert!(allow.is_some(), "{context}: 405 without an Allow header");
+        }
+    }
+    assert_eq!(seeded.view().await, before);
+    seeded.server.stop().await;
+}
