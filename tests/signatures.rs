@@ -85,9 +85,18 @@ fn client_requests(key: &str) -> Vec<(&'static str, &'static str, Vec<u8>)> {
             json(json!({"key": key, "computer_id": "pc-1", "nonce": "n-inactive"})),
         ),
         (
-            "activate an unknown key",
+            "activate a malformed key",
             "/v1/activate",
-            json(json!({"key": "0000-0000", "computer_id": "pc-1", "nonce": "n-unknown"})),
+            json(json!({"key": "0000-0000", "computer_id": "pc-1", "nonce": "n-malformed"})),
+        ),
+        (
+            "validate an unknown key",
+            "/v1/validate",
+            json(json!({
+                "key": keyward::keys::LicenseKey::generate().grouped(),
+                "computer_id": "pc-1",
+                "nonce": "n-unknown",
+            })),
         ),
         (
             "activate with a bad nonce",
@@ -136,7 +145,7 @@ async fn every_client_response_is_signed() {
     assert_eq!(
         statuses,
         [
-            200, 200, 409, 200, 200, 200, 409, 404, 400, 400, 422, 400, 422, 413
+            200, 200, 409, 200, 200, 200, 409, 404, 200, 400, 400, 422, 400, 422, 413
         ],
         "the cases cover successes and each kind of client error"
     );
