@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, ApiPath, AppState};
 use crate::license::products::{NewProduct, ProductPatch};
 use crate::license::store::{LicensePatch, LicenseQuery, NewLicense};
 use crate::license::{LicenseError, Status, audit, products, store, tokens};
@@ -29,8 +29,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION);
         let token = header
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(ApiError::unauthorized)?
             .to_string();
         let id = state
@@ -49,6 +48,15 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// Returns the token of a `Bearer` credential. The scheme name is case-insensitive (RFC 9110,
+/// section 11.1), so `bearer` and `BEARER` work too.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim())
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -152,7 +160,7 @@ async fn create_product(
 async fn show_product(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<crate::license::Product>, ApiError> {
     query(&state, |conn| {
         products::find(conn, &code)?.ok_or(LicenseError::ProductNotFound(code.clone()))
@@ -164,7 +172,7 @@ async fn show_product(
 async fn update_product(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     ApiJson(patch): ApiJson<ProductPatch>,
 ) -> Result<Json<crate::license::Product>, ApiError> {
     let now = now_text(&state);
@@ -178,7 +186,7 @@ async fn update_product(
 async fn delete_product(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let now = now_text(&state);
     mutate(&state, move |conn| {
@@ -215,7 +223,7 @@ async fn create_license(
 async fn show_license(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     query(&state, |conn| {
         store::find(conn, &key).map(|row| row.license)
@@ -227,7 +235,7 @@ async fn show_license(
 async fn update_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiJson(patch): ApiJson<LicensePatch>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     let now = now_text(&state);
@@ -241,7 +249,7 @@ async fn update_license(
 async fn delete_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let now = now_text(&state);
     mutate(&state, move |conn| {
@@ -268,7 +276,7 @@ async fn set_status(
 async fn suspend_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     set_status(state, admin, key, Status::Suspended).await
 }
@@ -276,7 +284,7 @@ async fn suspend_license(
 async fn reinstate_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     set_status(state, admin, key, Status::Active).await
 }
@@ -284,7 +292,7 @@ async fn reinstate_license(
 async fn revoke_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     set_status(state, admin, key, Status::Revoked).await
 }
@@ -299,7 +307,7 @@ struct RenewRequest {
 async fn renew_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiJson(request): ApiJson<RenewRequest>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     let now = now_text(&state);
@@ -320,7 +328,7 @@ async fn renew_license(
 async fn list_activations(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Vec<crate::license::Activation>>, ApiError> {
     query(&state, |conn| store::activations(conn, &key))
         .await
@@ -330,7 +338,7 @@ async fn list_activations(
 async fn force_release(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path((key, computer_id)): Path<(String, String)>,
+    ApiPath((key, computer_id)): ApiPath<(String, String)>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     let now = state.clock.now();
     mutate(&state, move |conn| {
@@ -396,7 +404,7 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     admin: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let now = now_text(&state);
     mutate(&state, move |conn| {

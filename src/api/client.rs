@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, AppState};
 use crate::license::validate::ValidationCode;
-use crate::license::{License, LicenseError, Model, Status, store, validate};
+use crate::license::{License, LicenseError, Model, Status, input, store, validate};
 use crate::signing::{ComputerKeyClaims, SIGNATURE_HEADER};
 
 /// Longest nonce accepted, in bytes.
@@ -157,6 +157,20 @@ fn check_nonce(nonce: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// Checks the fields that validation compares with stored values the way activation checks
+/// them, so that a control character gets `INVALID_INPUT` and not a negative validation code.
+/// The key is left to the lookup, which returns `NOT_FOUND` for malformed and unknown keys alike.
+fn check_validate_fields(request: &ValidateRequest) -> Result<(), ApiError> {
+    input::identifier("computer_id", &request.computer_id, 256)?;
+    if let Some(product) = &request.product {
+        input::text("product", product, 64, false)?;
+    }
+    if let Some(computer_key) = &request.computer_key {
+        input::text("computer_key", computer_key, super::MAX_JSON_BODY, false)?;
+    }
+    Ok(())
+}
+
 fn client_actor(addr: &SocketAddr) -> String {
     format!("client:{}", addr.ip())
 }
@@ -231,6 +245,9 @@ pub async fn validate(
     };
     if let Err(err) = check_nonce(&request.nonce) {
         return signed_error(&state, err, None);
+    }
+    if let Err(err) = check_validate_fields(&request) {
+        return signed_error(&state, err, request.nonce);
     }
     let now = state.clock.now();
     let trusted = state.trusted();

@@ -19,7 +19,7 @@ use crate::role::{Role, RoleState};
 use crate::signing::{Keyring, TrustedKeys};
 use crate::time::SharedClock;
 
-pub use error::{ApiError, ApiJson};
+pub use error::{ApiError, ApiJson, ApiPath};
 
 /// Largest JSON request body accepted by client and admin endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -119,6 +119,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(replication)
         .merge(crate::snapshot::receive::routes())
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "this endpoint does not accept that method; the Allow header lists the ones it does",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -98,6 +98,15 @@ impl Db {
             ))
         })?;
         {
+            // Checked before `open_connection` switches the file to WAL mode, because that switch
+            // persists in the file and would change a foreign database.
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            schema::check_markers(&conn)?;
+        }
+        {
             let mut conn = open_connection(path)?;
             schema::migrate(&mut conn)?;
             ensure_state(&conn)?;

@@ -137,17 +137,16 @@ pub fn read_markers(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
     Ok((application_id, user_version))
 }
 
-/// Applies every pending migration, each in its own transaction together with the bump of
-/// `user_version`, so a crash mid-migration leaves the previous version intact.
+/// Checks that a database is a keyward database this build can serve, or a new file that can
+/// become one. Only reads, so a foreign file is left as it is.
 ///
-/// A file with no tables and `application_id` 0 is taken as new. Returns the number of
-/// migrations applied.
-pub fn migrate(conn: &mut Connection) -> Result<usize, SchemaError> {
+/// A file with no tables, `application_id` 0 and `user_version` 0 is taken as new.
+pub fn check_markers(conn: &Connection) -> Result<(), SchemaError> {
     let (application_id, version) = read_markers(conn)?;
     if application_id != APPLICATION_ID {
         let table_count: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-        if application_id != 0 || table_count != 0 {
+        if application_id != 0 || version != 0 || table_count != 0 {
             return Err(SchemaError::ForeignDatabase {
                 found: application_id,
             });
@@ -156,6 +155,17 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, SchemaError> {
     if version > SCHEMA_VERSION {
         return Err(SchemaError::TooNew { found: version });
     }
+    Ok(())
+}
+
+/// Applies every pending migration, each in its own transaction together with the bump of
+/// `user_version`, so a crash mid-migration leaves the previous version intact.
+///
+/// Fails as [`check_markers`] does on a foreign or too new database. Returns the number of
+/// migrations applied.
+pub fn migrate(conn: &mut Connection) -> Result<usize, SchemaError> {
+    check_markers(conn)?;
+    let (_, version) = read_markers(conn)?;
 
     let mut applied = 0;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {

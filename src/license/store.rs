@@ -260,12 +260,25 @@ pub fn create(
     Ok(find_canonical(conn, key.as_str())?.license)
 }
 
-/// Applies a patch to a license.
+/// Applies a patch to a license and records it in the audit log as `license.update`.
 pub fn update(
     conn: &Connection,
     key: &str,
     patch: &LicensePatch,
     actor: &str,
+    now: &str,
+) -> Result<License, LicenseError> {
+    let license = apply_patch(conn, key, patch, now)?;
+    let detail = serde_json::to_value(patch).unwrap_or_default();
+    audit::record(conn, now, actor, "license.update", &license.key, detail)?;
+    Ok(license)
+}
+
+/// Applies a patch to a license without an audit entry, so that each caller records its own.
+fn apply_patch(
+    conn: &Connection,
+    key: &str,
+    patch: &LicensePatch,
     now: &str,
 ) -> Result<License, LicenseError> {
     let row = find(conn, key)?;
@@ -325,8 +338,6 @@ pub fn update(
             now,
         ],
     )?;
-    let detail = serde_json::to_value(patch).unwrap_or_default();
-    audit::record(conn, now, actor, "license.update", &license.key, detail)?;
     Ok(find_by_id(conn, row.id)?.license)
 }
 
@@ -389,7 +400,7 @@ pub fn renew(
         maintenance_expires_at: maintenance_expires_at.map(str::to_string),
         ..LicensePatch::default()
     };
-    let license = update(conn, key, &patch, actor, now)?;
+    let license = apply_patch(conn, key, &patch, now)?;
     audit::record(
         conn,
         now,
