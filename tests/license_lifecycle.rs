@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use common::{InProcess, admin, client, seed_license, test_config};
-use keyward::time::OffsetClock;
+use keyward::time::{Clock, OffsetClock};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -537,5 +537,46 @@ async fn validation_returns_one_code() {
             "one code field and nothing else that could carry a second one"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn renew_revives_duration_limited_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let server = InProcess::start_with_clock(test_config(dir.path()), clock.clone()).await;
+    let base = server.url.as_str();
+    seed_license(base, 1).await;
+    let key = create_license(
+        base,
+        json!({"product": "app", "model": "trial", "duration_days": 14}),
+    )
+    .await;
+    let (status, body) = activate(base, &key, "pc-1").await;
+    assert_eq!(status, 200, "{body}");
+
+    clock.advance(15 * DAY_SECONDS);
+    assert_eq!(validate_code(base, &key, "pc-1").await, "EXPIRED");
+
+    // The customer buys: renewing to a fixed date replaces the trial's 14-day limit.
+    let until = keyward::time::format(clock.now() + Duration::days(365));
+    let path = format!("/v1/admin/licenses/{key}/renew");
+    let (status, body) = post_admin(base, &path, Some(json!({"expires_at": until}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duration_days"], Value::Null);
+    assert_eq!(body["effective_expires_at"], until.as_str());
+    assert_eq!(validate_code(base, &key, "pc-1").await, "VALID");
+
+    let (_, activations) = admin(
+        base,
+        Method::GET,
+        &format!("/v1/admin/licenses/{key}/activations"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        activations[0]["client_addr"], "127.0.0.1",
+        "the bare client address is stored"
+    );
     server.stop().await;
 }

@@ -395,8 +395,11 @@ pub fn renew(
             "give expires_at, maintenance_expires_at or both",
         ));
     }
+    // A renewal to a fixed date replaces a limit counted from first activation, which would
+    // otherwise keep the license expired (the effective expiry is the earlier of the two).
     let patch = LicensePatch {
         expires_at: expires_at.map(str::to_string),
+        duration_days: expires_at.map(|_| 0),
         maintenance_expires_at: maintenance_expires_at.map(str::to_string),
         ..LicensePatch::default()
     };
@@ -524,7 +527,7 @@ pub fn activate(
     conn.execute(
         "INSERT INTO activations (license_id, computer_id, computer_name, client_addr, activated_at, last_seen_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        (row.id, &computer_id, &computer_name, actor, &now_text),
+        (row.id, &computer_id, &computer_name, actor.strip_prefix("client:").unwrap_or(actor), &now_text),
     )?;
     conn.execute(
         "UPDATE licenses SET first_activated_at = coalesce(first_activated_at, ?2) WHERE id = ?1",
