@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod import;
 pub mod last_seen;
 pub mod replication;
 
@@ -118,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
         .merge(replication)
+        .merge(import::routes())
         .merge(crate::snapshot::receive::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -148,6 +148,23 @@ pub enum LicenseCommand {
         key: String,
         computer_id: String,
     },
+    /// Import licenses from a CSV file, all or nothing (columns: see the README).
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        file: std::path::PathBuf,
+        /// Create products named in the file that do not exist yet.
+        #[arg(long)]
+        create_products: bool,
+    },
+    /// Export every license as CSV, in the import format.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +351,14 @@ pub async fn license(command: LicenseCommand) -> anyhow::Result<ExitCode> {
             let path = format!("/v1/admin/licenses/{}/activations", key_path(&key));
             request(&server, Method::GET, &path, None).await?
         }
+        C::Import {
+            server,
+            file,
+            create_products,
+        } => {
+            return super::import::import(&server, &file, create_products).await;
+        }
+        C::Export { server, out } => return super::import::export(&server, out.as_deref()).await,
         C::Release {
             server,
             key,

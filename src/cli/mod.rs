@@ -1,6 +1,7 @@
 //! The `keyward` command line.
 
 mod admin;
+mod import;
 mod replication;
 
 use std::path::PathBuf;

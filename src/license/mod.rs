@@ -3,6 +3,7 @@
 //! same inside the writer thread, a reader, or a test.
 
 pub mod audit;
+pub mod csv_io;
 pub mod input;
 pub mod products;
 pub mod store;

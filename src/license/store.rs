@@ -464,6 +464,14 @@ pub fn list(conn: &Connection, query: &LicenseQuery) -> Result<Vec<License>, Lic
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Returns up to `limit` licenses with a row id above `after_id`, in id order (for export).
+pub fn page_by_id(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<Row>, LicenseError> {
+    let sql = format!("{SELECT} WHERE l.id > ?1 ORDER BY l.id LIMIT ?2");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map((after_id, limit), from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Result of an activation.
 #[derive(Debug, Clone)]
 pub struct Activated {

@@ -1,0 +1,83 @@
+//! CSV import and export of licenses (`/v1/admin/licenses/import` and `/export`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::admin::Admin;
+use super::{ApiError, AppState};
+use crate::license::LicenseError;
+use crate::license::csv_io::{self, ImportError};
+
+/// Largest CSV accepted by one import.
+pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/licenses/import", post(import))
+        .route("/v1/admin/licenses/export", get(export))
+        .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    #[serde(default)]
+    create_products: bool,
+}
+
+async fn import(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError::bad_request("the only query parameter is create_products=true|false")
+            .into_response();
+    };
+    if let Err(err) = state.require_active() {
+        return err.into_response();
+    }
+    let now = crate::time::format(state.clock.now());
+    let result = state
+        .db
+        .write(move |conn| csv_io::import(conn, &body, query.create_products, &admin.actor, &now))
+        .await;
+    match result {
+        Ok(summary) => (StatusCode::OK, axum::Json(summary)).into_response(),
+        Err(ImportError::Rows { count, errors }) => {
+            let body = serde_json::json!({
+                "code": "INVALID_ROWS",
+                "message": format!("{count} rows are invalid; nothing was imported"),
+                "errors": errors,
+            });
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+        }
+        Err(ImportError::Csv(message)) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_CSV", message).into_response()
+        }
+        Err(ImportError::License(err)) => state.error(err).into_response(),
+    }
+}
+
+async fn export(State(state): State<Arc<AppState>>, _admin: Admin) -> Result<Response, ApiError> {
+    let csv = state
+        .db
+        .read_blocking(|conn| {
+            let mut out = Vec::new();
+            csv_io::export(conn, &mut out).map_err(|err| match err {
+                LicenseError::Db(db) => db,
+                other => crate::db::DbError::Sqlite(other.to_string()),
+            })?;
+            Ok(out)
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+}

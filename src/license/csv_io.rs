@@ -1,0 +1,278 @@
+//! License import and export as CSV.
+//!
+//! Columns, in this order, with a header row:
+//! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes`
+//!
+//! - `key` is optional on import: empty generates a new key, a value keeps that key.
+//! - `model` is `permanent`, `subscription` or `trial`; `seats` defaults to 1 when empty.
+//! - Dates are `YYYY-MM-DD` (end of that day, UTC) or RFC 3339; empty means none.
+//! - `features` is a `;`-separated list; empty means all of the product's features.
+//!
+//! An import is all or nothing: every row is checked, and one bad row rolls back the whole
+//! file. Each bad row is reported with its line number.
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::store::{self, NewLicense};
+use super::{LicenseError, Model, products};
+
+/// The header row, in column order.
+pub const COLUMNS: [&str; 13] = [
+    "key",
+    "product",
+    "model",
+    "seats",
+    "expires_at",
+    "duration_days",
+    "maintenance_expires_at",
+    "features",
+    "customer_name",
+    "customer_email",
+    "customer_company",
+    "order_ref",
+    "notes",
+];
+
+/// Rows reported at most in one failed import; the rest are counted.
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// A bad row: the line number in the file (the header is line 1) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{count} rows are invalid; nothing was imported")]
+    Rows { count: usize, errors: Vec<RowError> },
+    #[error("invalid CSV: {0}")]
+    Csv(String),
+    #[error(transparent)]
+    License(#[from] LicenseError),
+}
+
+impl From<crate::db::DbError> for ImportError {
+    fn from(err: crate::db::DbError) -> Self {
+        ImportError::License(LicenseError::Db(err))
+    }
+}
+
+/// Summary of a successful import.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSummary {
+    pub imported: usize,
+    pub products_created: Vec<String>,
+}
+
+fn optional(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+fn parse_row(record: &csv::StringRecord) -> Result<NewLicense, String> {
+    if record.len() != COLUMNS.len() {
+        return Err(format!(
+            "has {} columns, expected {}",
+            record.len(),
+            COLUMNS.len()
+        ));
+    }
+    let field = |index: usize| record.get(index).unwrap_or("");
+    let model = Model::parse(field(2).trim()).ok_or_else(|| {
+        format!(
+            "model {:?} is not permanent, subscription or trial",
+            field(2)
+        )
+    })?;
+    let seats = match field(3).trim() {
+        "" => 1,
+        text => text
+            .parse()
+            .map_err(|_| format!("seats {text:?} is not a whole number"))?,
+    };
+    let duration_days = match field(5).trim() {
+        "" => None,
+        text => Some(
+            text.parse()
+                .map_err(|_| format!("duration_days {text:?} is not a whole number"))?,
+        ),
+    };
+    let features: Vec<String> = field(7)
+        .split(';')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(NewLicense {
+        key: optional(field(0)),
+        product: field(1).trim().to_string(),
+        model,
+        seats,
+        expires_at: optional(field(4)),
+        duration_days,
+        maintenance_expires_at: optional(field(6)),
+        features: (!features.is_empty()).then_some(features),
+        customer_name: field(8).to_string(),
+        customer_email: field(9).trim().to_string(),
+        customer_company: field(10).to_string(),
+        order_ref: field(11).to_string(),
+        notes: field(12).to_string(),
+    })
+}
+
+/// Imports every row of `data` inside the caller's transaction. With `create_products`,
+/// products that do not exist are created with the features their rows name.
+pub fn import(
+    conn: &Connection,
+    data: &[u8],
+    create_products: bool,
+    actor: &str,
+    now: &str,
+) -> Result<ImportSummary, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(data);
+    let headers = reader
+        .headers()
+        .map_err(|err| ImportError::Csv(err.to_string()))?
+        .clone();
+    let expected: Vec<&str> = COLUMNS.to_vec();
+    let found: Vec<&str> = headers.iter().map(str::trim).collect();
+    if found != expected {
+        return Err(ImportError::Csv(format!(
+            "header must be exactly: {}; found: {}",
+            COLUMNS.join(","),
+            found.join(",")
+        )));
+    }
+
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = record
+            .as_ref()
+            .ok()
+            .and_then(|r| r.position())
+            .map(|p| p.line())
+            .unwrap_or(index as u64 + 2);
+        match record
+            .map_err(|err| err.to_string())
+            .and_then(|record| parse_row(&record))
+        {
+            Ok(row) => rows.push((line, row)),
+            Err(message) => errors.push(RowError { line, message }),
+        }
+    }
+
+    let mut products_created = Vec::new();
+    if create_products {
+        create_missing_products(conn, &rows, actor, now, &mut products_created, &mut errors)?;
+    }
+    let mut imported = 0;
+    for (line, row) in &rows {
+        match store::create(conn, row, actor, now) {
+            Ok(_) => imported += 1,
+            Err(LicenseError::Db(err)) => return Err(ImportError::License(LicenseError::Db(err))),
+            Err(err) => errors.push(RowError {
+                line: *line,
+                message: err.to_string(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|error| error.line);
+        let count = errors.len();
+        errors.truncate(MAX_REPORTED_ERRORS);
+        return Err(ImportError::Rows { count, errors });
+    }
+    Ok(ImportSummary {
+        imported,
+        products_created,
+    })
+}
+
+fn create_missing_products(
+    conn: &Connection,
+    rows: &[(u64, NewLicense)],
+    actor: &str,
+    now: &str,
+    created: &mut Vec<String>,
+    errors: &mut Vec<RowError>,
+) -> Result<(), ImportError> {
+    let mut wanted: std::collections::BTreeMap<String, (u64, std::collections::BTreeSet<String>)> =
+        Default::default();
+    for (line, row) in rows {
+        let entry = wanted
+            .entry(row.product.clone())
+            .or_insert((*line, Default::default()));
+        entry.1.extend(row.features.clone().unwrap_or_default());
+    }
+    for (code, (line, features)) in wanted {
+        if products::find(conn, &code)?.is_some() {
+            continue;
+        }
+        let new = products::NewProduct {
+            code: code.clone(),
+            name: code.clone(),
+            version: String::new(),
+            features: features.into_iter().collect(),
+        };
+        match products::create(conn, &new, actor, now) {
+            Ok(_) => created.push(code),
+            Err(err) => errors.push(RowError {
+                line,
+                message: err.to_string(),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Writes every license as CSV, in the import format, oldest first.
+pub fn export(conn: &Connection, out: &mut impl std::io::Write) -> Result<usize, LicenseError> {
+    let mut writer = csv::Writer::from_writer(out);
+    let io_error = |err: csv::Error| LicenseError::invalid("export", err.to_string());
+    writer.write_record(COLUMNS).map_err(io_error)?;
+    let mut count = 0;
+    let mut after_id = 0;
+    loop {
+        let page = store::page_by_id(conn, after_id, 1000)?;
+        let Some(last) = page.last() else { break };
+        after_id = last.id;
+        for license in page.into_iter().map(|row| row.license) {
+            let seats = license.seats.to_string();
+            let duration = license
+                .duration_days
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            let features = license.features.join(";");
+            writer
+                .write_record([
+                    license.key.as_str(),
+                    license.product.as_str(),
+                    license.model.as_str(),
+                    seats.as_str(),
+                    license.expires_at.as_deref().unwrap_or(""),
+                    duration.as_str(),
+                    license.maintenance_expires_at.as_deref().unwrap_or(""),
+                    features.as_str(),
+                    license.customer_name.as_str(),
+                    license.customer_email.as_str(),
+                    license.customer_company.as_str(),
+                    license.order_ref.as_str(),
+                    license.notes.as_str(),
+                ])
+                .map_err(io_error)?;
+            count += 1;
+        }
+    }
+    writer
+        .flush()
+        .map_err(|err| LicenseError::invalid("export", err.to_string()))?;
+    Ok(count)
+}
