@@ -1,6 +1,8 @@
 //! The `keyward` command line.
 
 mod admin;
+mod client;
+mod redirect;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,14 @@ enum Command {
     Token(admin::TokenCommand),
     /// Print the public keys that verify signed responses.
     Keys(admin::KeysArgs),
+    /// Activate, validate or release a license as a client application would.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Edit or show a QLM redirect file (qlmredirect.xml).
+    #[command(subcommand)]
+    Redirect(redirect::RedirectCommand),
+    /// Serve a QLM redirect file to license clients over HTTP.
+    Redirector(redirect::RedirectorArgs),
 }
 
 /// Options shared by commands that load the configuration.
@@ -136,6 +146,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(command) => admin::license(command).await,
         Command::Token(command) => admin::token(command).await,
         Command::Keys(args) => admin::keys(args).await,
+        Command::Client(command) => client::run(command).await,
+        Command::Redirect(command) => redirect::run(command).await,
+        Command::Redirector(args) => redirect::run_redirector(args).await,
     }
 }
 
