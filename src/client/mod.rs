@@ -131,6 +131,9 @@ impl Client {
 
     /// Returns the signed server time of the last confirmation of a license (an activation or
     /// a `VALID` validation), from this process or the verified proof in the state file.
+    ///
+    /// NOTE: the time is kept per client, not per license, so a confirmation of any license
+    /// counts for the offline period of all of them.
     pub fn last_server_contact(&self) -> Option<DateTime<Utc>> {
         self.inner.state.get().last_server_contact
     }

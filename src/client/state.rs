@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::signing::TrustedKeys;
 
-/// Client state kept between runs. Written as JSON with mode 0600.
+/// Client state kept between runs. Written as JSON with mode 0600, because the contact proof
+/// contains the license key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientState {
     /// URL of the redirect file that `active_url` and `redirect_etag` came from.
@@ -22,8 +23,8 @@ pub struct ClientState {
     #[serde(default)]
     pub redirect_etag: Option<String>,
     /// Last time a license server confirmed a license, by an activation or a `VALID`
-    /// validation: the server time of `last_contact_proof`. Kept for people reading the
-    /// file; the client reads the time from the proof.
+    /// validation: the server time of `last_contact_proof`. The client ignores this field and
+    /// reads the time from the proof, so the field is only for people reading the file.
     #[serde(default)]
     pub last_server_contact: Option<DateTime<Utc>>,
     /// The signed response of that confirmation, so that an edit of the file cannot extend
@@ -32,12 +33,22 @@ pub struct ClientState {
     pub last_contact_proof: Option<SignedBody>,
 }
 
-/// A response body exactly as the server signed it, with its signature header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A response body exactly as the server signed it, with its signature header. The body
+/// contains the license key, so `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedBody {
     pub body: String,
     /// Value of the `keyward-signature` header.
     pub signature: String,
+}
+
+impl std::fmt::Debug for SignedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedBody")
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("signature", &self.signature)
+            .finish()
+    }
 }
 
 impl SignedBody {
@@ -74,12 +85,19 @@ impl ClientState {
 }
 
 /// The state in memory, and the file that mirrors it when one is configured.
-#[derive(Debug)]
 pub(crate) struct StateStore {
     path: Option<PathBuf>,
     state: Arc<Mutex<ClientState>>,
     /// Serializes writers, so that the last file write carries the newest state.
     write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StateStore {
