@@ -15,6 +15,8 @@
 //! - [`snapshot`]: taking snapshots with the online backup API, shipping them to the peer,
 //!   verifying and swapping them in.
 //! - [`redirect`]: the QLM redirect file (`qlmredirect.xml`) and the redirector that serves it.
+//! - [`client`]: the Rust client library: follows the redirect file, verifies signed responses
+//!   and validates offline within limits.
 //! - [`config`]: layered configuration; [`cli`]: the `keyward` command line.
 //!
 //! Data flows one way: writes reach the active site's writer thread, the scheduler snapshots
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod diff;

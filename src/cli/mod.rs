@@ -1,7 +1,9 @@
 //! The `keyward` command line.
 
 mod admin;
+mod client;
 mod import;
+mod redirect;
 mod replication;
 
 use std::path::PathBuf;
@@ -56,6 +58,14 @@ enum Command {
     Status(replication::StatusArgs),
     /// List licenses, activations and audit entries that differ between two database files.
     Diff(replication::DiffArgs),
+    /// Activate, validate or release a license as a client application would.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Edit or show a QLM redirect file (qlmredirect.xml).
+    #[command(subcommand)]
+    Redirect(redirect::RedirectCommand),
+    /// Serve a QLM redirect file to license clients over HTTP.
+    Redirector(redirect::RedirectorArgs),
 }
 
 /// Options shared by commands that load the configuration.
@@ -159,6 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demote(server) => replication::simple_post(server, "/v1/admin/demote").await,
         Command::Status(args) => replication::status(args).await,
         Command::Diff(args) => replication::diff(args),
+        Command::Client(command) => client::run(command).await,
+        Command::Redirect(command) => redirect::run(command).await,
+        Command::Redirector(args) => redirect::run_redirector(args).await,
     }
 }
 

@@ -1,0 +1,187 @@
+//! The optional client state file: what the client learned from the redirector and the
+//! license server, kept so a restarted client can use it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::signing::TrustedKeys;
+
+/// Client state kept between runs. Written as JSON with mode 0600, because the contact proof
+/// contains the license key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientState {
+    /// URL of the redirect file that `active_url` and `redirect_etag` came from.
+    #[serde(default)]
+    pub redirector_url: Option<String>,
+    /// Last `activeUrl` read from the redirect file.
+    #[serde(default)]
+    pub active_url: Option<String>,
+    /// ETag of the redirect file that contained `active_url`.
+    #[serde(default)]
+    pub redirect_etag: Option<String>,
+    /// Last time a license server confirmed a license, by an activation or a `VALID`
+    /// validation: the server time of `last_contact_proof`. The client ignores this field and
+    /// reads the time from the proof, so the field is only for people reading the file.
+    #[serde(default)]
+    pub last_server_contact: Option<DateTime<Utc>>,
+    /// The signed response of that confirmation, so that an edit of the file cannot extend
+    /// the offline period.
+    #[serde(default)]
+    pub last_contact_proof: Option<SignedBody>,
+}
+
+/// A response body exactly as the server signed it, with its signature header. The body
+/// contains the license key, so `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBody {
+    pub body: String,
+    /// Value of the `keyward-signature` header.
+    pub signature: String,
+}
+
+impl std::fmt::Debug for SignedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedBody")
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("signature", &self.signature)
+            .finish()
+    }
+}
+
+impl SignedBody {
+    /// Verifies the signature with `trusted` and returns the signed `server_time`.
+    pub fn verified_server_time(&self, trusted: &TrustedKeys) -> Result<DateTime<Utc>, String> {
+        #[derive(Deserialize)]
+        struct ServerTime {
+            server_time: String,
+        }
+
+        trusted
+            .verify_header(Some(&self.signature), self.body.as_bytes())
+            .map_err(|err| err.to_string())?;
+        let body: ServerTime =
+            serde_json::from_str(&self.body).map_err(|err| format!("signed body: {err}"))?;
+        crate::time::parse(&body.server_time).map_err(|err| format!("server_time: {err}"))
+    }
+}
+
+impl ClientState {
+    /// Reads the state file at `path`. Returns the default state when the file does not
+    /// exist.
+    pub fn read(path: &Path) -> std::io::Result<ClientState> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ClientState::default());
+            }
+            Err(err) => return Err(err),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    }
+}
+
+/// The state in memory, and the file that mirrors it when one is configured.
+pub(crate) struct StateStore {
+    path: Option<PathBuf>,
+    state: Arc<Mutex<ClientState>>,
+    /// Serializes writers, so that the last file write carries the newest state.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateStore {
+    /// Loads the state file at `path`, if any. An unreadable or invalid file is logged and
+    /// replaced on the next write. The last server contact is taken from the signed proof
+    /// and dropped when the proof does not verify with `trusted`.
+    pub(crate) fn open(path: Option<PathBuf>, trusted: &TrustedKeys) -> StateStore {
+        let mut state = match &path {
+            Some(path) => ClientState::read(path).unwrap_or_else(|err| {
+                tracing::warn!(
+                    state.file = %path.display(),
+                    error = %err,
+                    "ignoring unreadable client state file; it is rewritten on the next change"
+                );
+                ClientState::default()
+            }),
+            None => ClientState::default(),
+        };
+        state.last_server_contact = verified_contact(&state, trusted, path.as_deref());
+        StateStore {
+            path,
+            state: Arc::new(Mutex::new(state)),
+            write_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    pub(crate) fn get(&self) -> ClientState {
+        lock(&self.state).clone()
+    }
+
+    /// Applies `change` to the state and, when it returns true, writes the state file. A
+    /// failed write is logged and the state in memory keeps the change.
+    pub(crate) async fn update(&self, change: impl FnOnce(&mut ClientState) -> bool) {
+        let changed = change(&mut lock(&self.state));
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        if !changed {
+            return;
+        }
+
+        let state = self.state.clone();
+        let write_lock = self.write_lock.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _writing = lock(&write_lock);
+            let bytes = serde_json::to_vec_pretty(&*lock(&state)).expect("state serializes");
+            crate::fsutil::write_atomically(&path, &bytes).map_err(|err| (path, err))
+        })
+        .await;
+
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err((path, err))) => tracing::warn!(
+                state.file = %path.display(),
+                error = %err,
+                "failed to write the client state file"
+            ),
+            Err(err) => tracing::warn!(error = %err, "client state file writer task failed"),
+        }
+    }
+}
+
+/// Returns the server time of the contact proof in `state` when it verifies with `trusted`.
+fn verified_contact(
+    state: &ClientState,
+    trusted: &TrustedKeys,
+    path: Option<&Path>,
+) -> Option<DateTime<Utc>> {
+    let proof = state.last_contact_proof.as_ref()?;
+    match proof.verified_server_time(trusted) {
+        Ok(server_time) => Some(server_time),
+        Err(err) => {
+            tracing::warn!(
+                state.file = ?path.map(Path::display),
+                error = %err,
+                "ignoring the last server contact in the client state file, because its \
+                 signed proof does not verify"
+            );
+            None
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update replaces whole fields, so a panic elsewhere cannot leave the value torn.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
