@@ -16,6 +16,19 @@ async fn demotion_during_activations_loses_nothing() {
     let key = Arc::new(seed_license(&server.url, 1000).await);
     let url = Arc::new(server.url.clone());
 
+    // A few activations finish before the concurrent burst, so some writes precede the demotion.
+    for n in 0..5 {
+        let computer = format!("early-{n}");
+        let (status, body) = client(
+            &url,
+            "/v1/activate",
+            json!({"key": *key, "computer_id": computer}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut acknowledged: Vec<String> = (0..5).map(|n| format!("early-{n}")).collect();
+
     let mut tasks = Vec::new();
     for n in 0..300 {
         let (task_url, key) = (url.clone(), key.clone());
@@ -34,7 +47,6 @@ async fn demotion_during_activations_loses_nothing() {
             assert_eq!(status, 200, "{body}");
         }
     }
-    let mut acknowledged = Vec::new();
     let mut rejected = 0;
     for task in tasks {
         let (computer, status, code) = task.await.unwrap();
