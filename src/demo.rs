@@ -136,10 +136,10 @@ impl Drill {
     async fn wait_ready(&self, site: &Site) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(response) = self.http.get(format!("{}/healthz", site.url)).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = self.http.get(format!("{}/healthz", site.url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -156,10 +156,9 @@ impl Drill {
             if let Ok((200, status)) = self
                 .admin(&site.url, reqwest::Method::GET, "/v1/admin/status")
                 .await
+                && status["role"]["role"] == role
             {
-                if status["role"]["role"] == role {
-                    return true;
-                }
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -183,10 +182,10 @@ impl Drill {
 async fn count_valid(client: &Client, pairs: &[(String, String)]) -> usize {
     let mut valid = 0;
     for (key, computer) in pairs {
-        if let Ok(validation) = client.validate(key, computer, None).await {
-            if validation.is_valid() {
-                valid += 1;
-            }
+        if let Ok(validation) = client.validate(key, computer, None).await
+            && validation.is_valid()
+        {
+            valid += 1;
         }
     }
     valid
