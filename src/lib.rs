@@ -41,3 +41,4 @@ pub mod server;
 pub mod signing;
 pub mod snapshot;
 pub mod time;
+pub mod tls;

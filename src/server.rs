@@ -120,7 +120,7 @@ impl Server {
             .await
             .context("while serving HTTP")?;
         } else {
-            serve_tls(listener, app, config, shutdown).await?;
+            crate::tls::serve(listener, app, &config.tls_cert, &config.tls_key, shutdown).await?;
         }
 
         for task in tasks {
@@ -136,40 +136,6 @@ impl Server {
         tracing::info!("keyward stopped");
         Ok(())
     }
-}
-
-/// Serves HTTPS with the PEM certificate chain and key from `tls_cert` and `tls_key`.
-async fn serve_tls(
-    listener: TcpListener,
-    app: axum::Router,
-    config: &Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let tls =
-        axum_server::tls_rustls::RustlsConfig::from_pem_file(&config.tls_cert, &config.tls_key)
-            .await
-            .with_context(|| {
-                format!(
-                    "while loading tls_cert {} and tls_key {} (PEM files expected)",
-                    config.tls_cert, config.tls_key
-                )
-            })?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        // In-flight requests get up to 30 s to finish.
-        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
-    });
-    let listener = listener
-        .into_std()
-        .context("while preparing the TLS listener")?;
-    axum_server::from_tcp_rustls(listener, tls)
-        .context("while starting the TLS server")?
-        .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .context("while serving HTTPS")
 }
 
 fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {

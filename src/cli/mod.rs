@@ -213,14 +213,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.check()?;
     let addr = config.listen_addr()?;
-    if !addr.ip().is_loopback() && config.tls_cert.is_empty() && !config.allow_plain_http {
-        anyhow::bail!(
-            "refusing plain HTTP on non-loopback address {addr}: set tls_cert and tls_key, \
-             or allow_plain_http = true (KEYWARD_ALLOW_PLAIN_HTTP=true) behind a TLS proxy"
-        );
-    }
+    crate::tls::check_plain_http(
+        addr,
+        !config.tls_cert.is_empty(),
+        config.allow_plain_http,
+        "allow_plain_http = true (KEYWARD_ALLOW_PLAIN_HTTP=true)",
+    )?;
     let config_tls_empty = config.tls_cert.is_empty();
-    let config_plain_allowed = config.allow_plain_http;
     let clock: crate::time::SharedClock = Arc::new(crate::time::SystemClock);
     let server = crate::server::Server::open(config, clock).await?;
     if let Some(token) = &server.bootstrap_token {
@@ -229,9 +228,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("while binding {addr}; is another keyward running? use --listen")
     })?;
-    if !addr.ip().is_loopback() && config_tls_empty && config_plain_allowed {
-        tracing::warn!(listen = %addr, "serving plain HTTP on a non-loopback address (allow_plain_http = true); put a TLS proxy in front");
-    }
     if let Ok(local) = listener.local_addr() {
         let scheme = if config_tls_empty { "http" } else { "https" };
         println!("keyward listening on {scheme}://{local}");

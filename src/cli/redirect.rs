@@ -43,13 +43,47 @@ pub struct ShowArgs {
 /// Options of `keyward redirector`.
 #[derive(Debug, Args)]
 pub struct RedirectorArgs {
+    /// TOML file with any of: file, listen, tls_cert, tls_key, allow_plain_http. Flags win.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
     /// Redirect file to serve. Edits are picked up while running, and an invalid edit leaves
     /// the last valid version in service.
     #[arg(long)]
-    file: PathBuf,
-    /// Address to listen on, ADDRESS:PORT.
-    #[arg(long, default_value = "127.0.0.1:8480")]
-    listen: String,
+    file: Option<PathBuf>,
+    /// Address to listen on, ADDRESS:PORT [default: 127.0.0.1:8480].
+    #[arg(long)]
+    listen: Option<String>,
+    /// PEM certificate chain for HTTPS (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<String>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS proxy).
+    #[arg(long)]
+    allow_plain_http: bool,
+}
+
+/// The redirector's settings file (`--config`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectorConfig {
+    pub file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+impl RedirectorConfig {
+    /// Reads a redirector settings file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<RedirectorConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid redirector config {}", path.display()))
+    }
 }
 
 /// Runs a `keyward redirect` command.
@@ -73,16 +107,58 @@ pub async fn run(command: RedirectCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves a redirect file until SIGINT or SIGTERM.
-pub async fn run_redirector(args: RedirectorArgs) -> anyhow::Result<ExitCode> {
+pub async fn run_redirector(flags: RedirectorArgs) -> anyhow::Result<ExitCode> {
+    let file_config = match &flags.config {
+        Some(path) => RedirectorConfig::load(path)?,
+        None => RedirectorConfig::default(),
+    };
+    let args = RedirectorConfig {
+        file: flags.file.or(file_config.file),
+        listen: flags.listen.or(file_config.listen),
+        tls_cert: flags.tls_cert.or(file_config.tls_cert),
+        tls_key: flags.tls_key.or(file_config.tls_key),
+        allow_plain_http: flags.allow_plain_http || file_config.allow_plain_http,
+    };
+    let Some(file) = args.file.clone() else {
+        anyhow::bail!("no redirect file: pass --file FILE or set file in the --config file");
+    };
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8480".to_string());
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        anyhow::bail!("set both the TLS certificate and key (--tls-cert, --tls-key), or neither");
+    }
     // Check the file before binding, so an invalid file fails without a listening line.
-    RedirectorState::load(&args.file)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    RedirectorState::load(&file)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("while binding {}; choose another --listen", args.listen))?;
+        .with_context(|| format!("while binding {listen}; choose another --listen"))?;
     let local = listener.local_addr()?;
-    println!("keyward redirector listening on http://{local}");
-
-    redirect::serve(listener, args.file, crate::server::shutdown_signal()).await?;
+    crate::tls::check_plain_http(
+        local,
+        args.tls_cert.is_some(),
+        args.allow_plain_http,
+        "--allow-plain-http",
+    )?;
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        println!("keyward redirector listening on http://{local}");
+        redirect::serve(listener, file, crate::server::shutdown_signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let state = RedirectorState::load(&file)?;
+    let watcher = redirect::spawn_watcher(state.clone());
+    println!("keyward redirector listening on https://{local}");
+    let served = crate::tls::serve(
+        listener,
+        redirect::router(state),
+        cert,
+        key,
+        crate::server::shutdown_signal(),
+    )
+    .await;
+    watcher.abort();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
