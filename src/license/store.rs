@@ -146,8 +146,11 @@ pub fn find(conn: &Connection, key: &str) -> Result<Row, LicenseError> {
 }
 
 fn find_canonical(conn: &Connection, canonical: &str) -> Result<Row, LicenseError> {
+    // Cached: this lookup runs on every validation, and compiling the statement costs more
+    // than running it.
     let sql = format!("{SELECT} WHERE l.license_key = ?1");
-    conn.query_row(&sql, [canonical], from_row)
+    conn.prepare_cached(&sql)?
+        .query_row([canonical], from_row)
         .optional()?
         .ok_or(LicenseError::NotFound)
 }
@@ -591,11 +594,10 @@ pub fn is_activated(
     computer_id: &str,
 ) -> Result<bool, LicenseError> {
     let found: Option<i64> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT 1 FROM activations WHERE license_id = ?1 AND computer_id = ?2 AND released_at IS NULL",
-            (license_id, computer_id),
-            |row| row.get(0),
-        )
+        )?
+        .query_row((license_id, computer_id), |row| row.get(0))
         .optional()?;
     Ok(found.is_some())
 }

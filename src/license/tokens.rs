@@ -119,11 +119,8 @@ pub fn ensure_bootstrap(
 /// the comparison time does not depend on how much of a guessed secret is right.
 pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<String>, LicenseError> {
     Ok(conn
-        .query_row(
-            "SELECT id FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-            [hash(token)],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT id FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")?
+        .query_row([hash(token)], |row| row.get(0))
         .optional()?)
 }
 
