@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::routes::RouteTable;
 use super::{ApiError, ApiJson, ApiPath, AppState};
 use crate::license::products::{NewProduct, ProductPatch};
 use crate::license::store::{LicensePatch, LicenseQuery, NewLicense};
@@ -59,46 +60,52 @@ fn bearer_token(authorization: &str) -> Option<&str> {
         .then_some(token.trim())
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/v1/admin/products",
-            get(list_products).post(create_product),
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .add(Method::GET, "/v1/admin/products", list_products)
+        .add(Method::POST, "/v1/admin/products", create_product)
+        .add(Method::GET, "/v1/admin/products/{code}", show_product)
+        .add(Method::PATCH, "/v1/admin/products/{code}", update_product)
+        .add(Method::DELETE, "/v1/admin/products/{code}", delete_product)
+        .add(Method::GET, "/v1/admin/licenses", list_licenses)
+        .add(Method::POST, "/v1/admin/licenses", create_license)
+        .add(Method::GET, "/v1/admin/licenses/{key}", show_license)
+        .add(Method::PATCH, "/v1/admin/licenses/{key}", update_license)
+        .add(Method::DELETE, "/v1/admin/licenses/{key}", delete_license)
+        .add(
+            Method::POST,
+            "/v1/admin/licenses/{key}/suspend",
+            suspend_license,
         )
-        .route(
-            "/v1/admin/products/{code}",
-            get(show_product)
-                .patch(update_product)
-                .delete(delete_product),
-        )
-        .route(
-            "/v1/admin/licenses",
-            get(list_licenses).post(create_license),
-        )
-        .route(
-            "/v1/admin/licenses/{key}",
-            get(show_license)
-                .patch(update_license)
-                .delete(delete_license),
-        )
-        .route("/v1/admin/licenses/{key}/suspend", post(suspend_license))
-        .route(
+        .add(
+            Method::POST,
             "/v1/admin/licenses/{key}/reinstate",
-            post(reinstate_license),
+            reinstate_license,
         )
-        .route("/v1/admin/licenses/{key}/revoke", post(revoke_license))
-        .route("/v1/admin/licenses/{key}/renew", post(renew_license))
-        .route(
+        .add(
+            Method::POST,
+            "/v1/admin/licenses/{key}/revoke",
+            revoke_license,
+        )
+        .add(
+            Method::POST,
+            "/v1/admin/licenses/{key}/renew",
+            renew_license,
+        )
+        .add(
+            Method::GET,
             "/v1/admin/licenses/{key}/activations",
-            get(list_activations),
+            list_activations,
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/admin/licenses/{key}/activations/{computer_id}/release",
-            post(force_release),
+            force_release,
         )
-        .route("/v1/admin/audit", get(list_audit))
-        .route("/v1/admin/tokens", get(list_tokens).post(create_token))
-        .route("/v1/admin/tokens/{id}", axum::routing::delete(revoke_token))
+        .add(Method::GET, "/v1/admin/audit", list_audit)
+        .add(Method::GET, "/v1/admin/tokens", list_tokens)
+        .add(Method::POST, "/v1/admin/tokens", create_token)
+        .add(Method::DELETE, "/v1/admin/tokens/{id}", revoke_token)
 }
 
 fn now_text(state: &AppState) -> String {
@@ -137,6 +144,13 @@ async fn query<T>(
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/products", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every product", body = Vec<crate::license::Product>),
+        (status = 401, description = "Missing or invalid admin token", body = ApiError),
+    )
+)]
 async fn list_products(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -144,6 +158,16 @@ async fn list_products(
     query(&state, products::list).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/products", tag = "admin", security(("admin_token" = [])),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "The new product", body = crate::license::Product),
+        (status = 409, description = "A product with this code exists (PRODUCT_EXISTS)", body = ApiError),
+        (status = 422, description = "An invalid field (INVALID_INPUT)", body = ApiError),
+        (status = 503, description = "This site is standby (SITE_STANDBY)", body = ApiError),
+    )
+)]
 async fn create_product(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -157,6 +181,14 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/products/{code}", tag = "admin", security(("admin_token" = [])),
+    params(("code" = String, Path, description = "Product code")),
+    responses(
+        (status = 200, description = "The product", body = crate::license::Product),
+        (status = 404, description = "No such product (PRODUCT_NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn show_product(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -169,6 +201,16 @@ async fn show_product(
     .map(Json)
 }
 
+#[utoipa::path(
+    patch, path = "/v1/admin/products/{code}", tag = "admin", security(("admin_token" = [])),
+    params(("code" = String, Path, description = "Product code")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, description = "The changed product", body = crate::license::Product),
+        (status = 404, description = "No such product (PRODUCT_NOT_FOUND)", body = ApiError),
+        (status = 503, description = "This site is standby (SITE_STANDBY)", body = ApiError),
+    )
+)]
 async fn update_product(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -183,6 +225,15 @@ async fn update_product(
     .map(Json)
 }
 
+#[utoipa::path(
+    delete, path = "/v1/admin/products/{code}", tag = "admin", security(("admin_token" = [])),
+    params(("code" = String, Path, description = "Product code")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such product (PRODUCT_NOT_FOUND)", body = ApiError),
+        (status = 409, description = "Licenses still use the product (PRODUCT_IN_USE)", body = ApiError),
+    )
+)]
 async fn delete_product(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -196,6 +247,14 @@ async fn delete_product(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/licenses", tag = "admin", security(("admin_token" = [])),
+    params(LicenseQuery),
+    responses(
+        (status = 200, description = "Matching licenses, newest first", body = Vec<crate::license::License>),
+        (status = 400, description = "An invalid query parameter (INVALID_INPUT)", body = ApiError),
+    )
+)]
 async fn list_licenses(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -207,6 +266,17 @@ async fn list_licenses(
         .map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses", tag = "admin", security(("admin_token" = [])),
+    request_body = NewLicense,
+    responses(
+        (status = 201, description = "The new license with its key", body = crate::license::License),
+        (status = 404, description = "No such product (PRODUCT_NOT_FOUND)", body = ApiError),
+        (status = 409, description = "The supplied key exists (KEY_EXISTS)", body = ApiError),
+        (status = 422, description = "An invalid field (INVALID_INPUT)", body = ApiError),
+        (status = 503, description = "This site is standby (SITE_STANDBY)", body = ApiError),
+    )
+)]
 async fn create_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -220,6 +290,14 @@ async fn create_license(
     Ok((StatusCode::CREATED, Json(license)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/licenses/{key}", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 200, description = "The license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn show_license(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -232,6 +310,16 @@ async fn show_license(
     .map(Json)
 }
 
+#[utoipa::path(
+    patch, path = "/v1/admin/licenses/{key}", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    request_body = LicensePatch,
+    responses(
+        (status = 200, description = "The changed license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+        (status = 422, description = "An invalid field (INVALID_INPUT)", body = ApiError),
+    )
+)]
 async fn update_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -246,6 +334,14 @@ async fn update_license(
     .map(Json)
 }
 
+#[utoipa::path(
+    delete, path = "/v1/admin/licenses/{key}", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn delete_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -273,6 +369,14 @@ async fn set_status(
     .map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/{key}/suspend", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 200, description = "The suspended license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn suspend_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -281,6 +385,14 @@ async fn suspend_license(
     set_status(state, admin, key, Status::Suspended).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/{key}/reinstate", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 200, description = "The reinstated license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn reinstate_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -289,6 +401,14 @@ async fn reinstate_license(
     set_status(state, admin, key, Status::Active).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/{key}/revoke", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 200, description = "The revoked license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn revoke_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -297,13 +417,23 @@ async fn revoke_license(
     set_status(state, admin, key, Status::Revoked).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenewRequest {
     expires_at: Option<String>,
     maintenance_expires_at: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/{key}/renew", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    request_body = RenewRequest,
+    responses(
+        (status = 200, description = "The renewed license", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+        (status = 422, description = "An invalid date (INVALID_INPUT)", body = ApiError),
+    )
+)]
 async fn renew_license(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -325,6 +455,14 @@ async fn renew_license(
     .map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/licenses/{key}/activations", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses(
+        (status = 200, description = "Activations of the license, released ones included", body = Vec<crate::license::Activation>),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn list_activations(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -335,6 +473,19 @@ async fn list_activations(
         .map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/{key}/activations/{computer_id}/release", tag = "admin",
+    security(("admin_token" = [])),
+    params(
+        ("key" = String, Path, description = "License key"),
+        ("computer_id" = String, Path, description = "Computer whose activation to release"),
+    ),
+    responses(
+        (status = 200, description = "The license after the release", body = crate::license::License),
+        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+        (status = 409, description = "The computer has no activation (NOT_ACTIVATED)", body = ApiError),
+    )
+)]
 async fn force_release(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -348,13 +499,24 @@ async fn force_release(
     .map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only entries with an id below this one, for paging.
     before: Option<i64>,
+    /// Entries to return, 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "admin", security(("admin_token" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit log entries, newest first", body = Vec<audit::AuditEntry>),
+        (status = 400, description = "An invalid query parameter (INVALID_INPUT)", body = ApiError),
+    )
+)]
 async fn list_audit(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -367,6 +529,12 @@ async fn list_audit(
         .map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/tokens", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Admin tokens, without their secrets", body = Vec<tokens::TokenInfo>),
+    )
+)]
 async fn list_tokens(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -374,13 +542,13 @@ async fn list_tokens(
     query(&state, tokens::list).await.map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     info: tokens::TokenInfo,
@@ -388,6 +556,14 @@ struct CreatedToken {
     token: String,
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/tokens", tag = "admin", security(("admin_token" = [])),
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The new token; its secret is shown only here", body = CreatedToken),
+        (status = 503, description = "This site is standby (SITE_STANDBY)", body = ApiError),
+    )
+)]
 async fn create_token(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -401,6 +577,14 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/admin/tokens/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Token id (the 8 hex digits after kwa_)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token (TOKEN_NOT_FOUND)", body = ApiError),
+    )
+)]
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     admin: Admin,
