@@ -51,7 +51,8 @@ enum Command {
     Promote(admin::ServerArgs),
     /// Make this site standby (when no redirect file decides the role).
     Demote(admin::ServerArgs),
-    /// Print role, position, counts and replication state; optionally fail on an old snapshot.
+    /// Print role, position, counts, replication state and whether the peer answers; optionally
+    /// fail on an old snapshot.
     Status(replication::StatusArgs),
     /// List licenses, activations and audit entries that differ between two database files.
     Diff(replication::DiffArgs),
@@ -102,8 +103,7 @@ enum ConfigCommand {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_format = std::env::var("KEYWARD_LOG_FORMAT").unwrap_or_default();
-    init_logging(&log_format);
+    init_logging(&log_format(&cli));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -120,7 +120,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sets up tracing on stderr: text by default, JSON with `KEYWARD_LOG_FORMAT=json`.
+/// Returns the log format: `log_format` from the configuration (file, then
+/// `KEYWARD_LOG_FORMAT`) for commands that load one, or `KEYWARD_LOG_FORMAT` alone for the
+/// others and when the configuration is invalid; the command reports the invalid value itself.
+fn log_format(cli: &Cli) -> String {
+    let config_args = match &cli.command {
+        Command::Serve(args) => Some(&args.config),
+        Command::Config(ConfigCommand::Show(args)) => Some(args),
+        Command::Restore(args) if args.url.is_none() => Some(&args.config),
+        _ => None,
+    };
+    let from_config = config_args
+        .and_then(|args| Config::load(args.config.as_deref()).ok())
+        .map(|(config, _warnings)| config.log_format);
+    from_config
+        .or_else(|| std::env::var("KEYWARD_LOG_FORMAT").ok())
+        .unwrap_or_default()
+}
+
+/// Sets up tracing on stderr: text by default, JSON lines when `format` is `json`.
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
