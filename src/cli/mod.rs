@@ -196,6 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config_plain_allowed = config.allow_plain_http;
     let clock: crate::time::SharedClock = Arc::new(crate::time::SystemClock);
     let server = crate::server::Server::open(config, clock).await?;
+    let shutdown = crate::server::shutdown_signal();
     if let Some(token) = &server.bootstrap_token {
         println!("Admin token (shown once, store it now): {token}");
     }
@@ -209,9 +210,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let scheme = if config_tls_empty { "http" } else { "https" };
         println!("keyward listening on {scheme}://{local}");
     }
-    server
-        .serve(listener, crate::server::shutdown_signal())
-        .await?;
+    server.serve(listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
