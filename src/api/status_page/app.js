@@ -16,14 +16,16 @@ function storedToken() {
 }
 
 // A token passed as #token=... (by a script or a test) is moved into session storage and
-// removed from the address bar and the history entry.
+// removed from the address bar and the history entry. Returns true when there was one.
 function takeTokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get('token');
-  if (token) {
-    sessionStorage.setItem(TOKEN_KEY, token);
-    history.replaceState(null, '', location.pathname + location.search);
+  if (!token) {
+    return false;
   }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  history.replaceState(null, '', location.pathname + location.search);
+  return true;
 }
 
 async function api(path) {
@@ -213,11 +215,13 @@ function renderChart(snapshots) {
   const largest = Math.max(...snapshots.map((s) => s.size), 1);
   const slot = width / snapshots.length;
   const barWidth = Math.max(4, Math.min(48, slot * 0.6));
+
   const svg = svgNode('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img' });
   svg.appendChild(svgNode('title', {}, 'Snapshot sizes and ages, oldest on the left'));
   svg.appendChild(svgNode('line', {
     x1: 0, y1: height - bottom, x2: width, y2: height - bottom, class: 'axis',
   }));
+
   snapshots.forEach((snapshot, index) => {
     const barHeight = Math.max(2, ((height - bottom - top) * snapshot.size) / largest);
     const x = index * slot + (slot - barWidth) / 2;
@@ -229,6 +233,7 @@ function renderChart(snapshots) {
     const age = formatAge(secondsSince(snapshot.created_at));
     bar.appendChild(svgNode('title', {}, `#${snapshot.sequence}: ${formatBytes(snapshot.size)}, ${age} old`));
     svg.appendChild(bar);
+
     const center = x + barWidth / 2;
     svg.appendChild(svgNode('text', {
       x: center, y: height - 8, 'text-anchor': 'middle', class: 'chart-label',
@@ -278,6 +283,8 @@ function renderAudit(entries) {
 
 function showLogin(message) {
   byId('dashboard').hidden = true;
+  byId('role').textContent = '';
+  byId('health').textContent = '';
   byId('refresh').hidden = true;
   byId('logout').hidden = true;
   byId('login').hidden = false;
@@ -338,6 +345,10 @@ async function refresh() {
   }
 }
 
+function loadDashboard() {
+  refresh().then(() => (storedToken() ? searchLicenses('') : null)).catch(handleFailure);
+}
+
 async function signIn(event) {
   event.preventDefault();
   const token = byId('token').value.trim();
@@ -368,12 +379,17 @@ function start() {
       refresh();
     }
   }, REFRESH_MS);
+  window.addEventListener('hashchange', () => {
+    if (takeTokenFromFragment()) {
+      loadDashboard();
+    }
+  });
   takeTokenFromFragment();
   if (!storedToken()) {
     showLogin();
     return;
   }
-  refresh().then(() => (storedToken() ? searchLicenses('') : null)).catch(handleFailure);
+  loadDashboard();
 }
 
 start();
