@@ -24,7 +24,7 @@ pub struct Readiness {
     /// The role this site serves as. It is always known while the server runs: it comes from
     /// `role.json`, or from the configuration on the first start.
     pub role: Role,
-    /// Why the site is not ready; absent when it is.
+    /// Reason the site is not ready; absent when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -43,7 +43,7 @@ pub async fn healthz() -> &'static str {
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The database completes a query and the role is known", body = Readiness),
-        (status = 503, description = "Not ready, for example while a snapshot swap holds the database closed", body = Readiness),
+        (status = 503, description = "Not ready, for example while a snapshot swap keeps the database closed", body = Readiness),
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -51,7 +51,7 @@ enum Command {
     Promote(admin::ServerArgs),
     /// Make this site standby (when no redirect file decides the role).
     Demote(admin::ServerArgs),
-    /// Print role, position, counts, replication state and whether the peer answers; optionally
+    /// Print role, position, counts, replication state and whether the peer is reachable; optionally
     /// fail on an old snapshot.
     Status(replication::StatusArgs),
     /// List licenses, activations and audit entries that differ between two database files.
@@ -120,9 +120,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Returns the log format: `log_format` from the configuration (file, then
-/// `KEYWARD_LOG_FORMAT`) for commands that load one, or `KEYWARD_LOG_FORMAT` alone for the
-/// others and when the configuration is invalid; the command reports the invalid value itself.
+/// Returns the log format. Commands that load a configuration take `log_format` from it (the
+/// file, then `KEYWARD_LOG_FORMAT`). Other commands, and an invalid configuration, fall back to
+/// `KEYWARD_LOG_FORMAT` alone, and the command then reports the invalid value itself.
 fn log_format(cli: &Cli) -> String {
     let config_args = match &cli.command {
         Command::Serve(args) => Some(&args.config),

@@ -336,7 +336,7 @@ impl SnapshotService {
 pub struct ApplyOutcome {
     /// `APPLIED`, or `ALREADY_CURRENT` when the receiver already holds exactly this position.
     pub result: &'static str,
-    /// Where the replaced database was kept.
+    /// Path of the kept copy of the replaced database.
     #[schema(value_type = Option<String>)]
     pub pre_restore: Option<PathBuf>,
     pub position: crate::role::Position,

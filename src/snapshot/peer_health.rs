@@ -18,7 +18,7 @@ pub struct PeerHealth {
     pub reachable: bool,
     /// HTTP status the peer returned, if it returned one.
     pub http_status: Option<u16>,
-    /// Why the check failed; absent when reachable.
+    /// Reason the check failed; absent when reachable.
     pub error: Option<String>,
     /// Time the check took, in milliseconds.
     pub elapsed_ms: u64,

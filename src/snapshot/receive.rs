@@ -91,7 +91,7 @@ fn parse_manifest_header(headers: &HeaderMap) -> Result<Option<Manifest>, Snapsh
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The snapshot file"),
     responses(
-        (status = 200, description = "APPLIED, or ALREADY_CURRENT when this site holds exactly this position", body = super::ApplyOutcome),
+        (status = 200, description = "APPLIED, or ALREADY_CURRENT when this site has exactly this position", body = super::ApplyOutcome),
         (status = 401, description = "Missing or wrong peer secret (UNAUTHORIZED)", body = ApiError),
         (status = 409, description = "Refused by fencing: SITE_ACTIVE, DIVERGED, DIFFERENT_DATABASE, STALE_SNAPSHOT or SAME_SITE", body = ApiError),
         (status = 413, description = "Larger than receive.max_snapshot_bytes (TOO_LARGE)", body = ApiError),

@@ -1,9 +1,9 @@
 //! The status page at `GET /status`: HTML, CSS and JavaScript built into the binary.
 //!
-//! The page itself is public and contains no data. It asks for an admin token, keeps it in the
-//! tab's session storage, and reads everything it shows from the admin API with that token as
-//! a bearer credential. The content security policy allows scripts, styles and requests from
-//! this server only, so the page loads nothing from anywhere else.
+//! The page itself is public and contains no data. It shows a sign-in form for an admin token,
+//! keeps the token in the tab's session storage, and reads everything it shows from the admin
+//! API with that token as a bearer credential. The content security policy allows scripts,
+//! styles and requests from this server only, so the page loads nothing from anywhere else.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
