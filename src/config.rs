@@ -227,7 +227,12 @@ const ENV_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Environment variables that start with `KEYWARD_` but are not configuration.
-const OTHER_ENV: &[&str] = &["KEYWARD_FAILPOINT", "KEYWARD_ADMIN_TOKEN", "KEYWARD_URL"];
+const OTHER_ENV: &[&str] = &[
+    "KEYWARD_CONFIG",
+    "KEYWARD_FAILPOINT",
+    "KEYWARD_ADMIN_TOKEN",
+    "KEYWARD_URL",
+];
 
 impl Config {
     /// Loads defaults, then `file` if given, then the environment. Returns the config and a

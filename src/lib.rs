@@ -9,7 +9,9 @@
 //!   computer keys.
 //! - [`db`]: the database file, migrations, the group-committing writer thread and the reader
 //!   pool, with a gate that closes every connection for a snapshot swap.
-//! - [`api`]: the HTTP surface (axum); [`server`] opens a data directory and serves it.
+//! - [`api`]: the HTTP surface (axum), with its OpenAPI document, probes and status page;
+//!   [`server`] opens a data directory and serves it.
+//! - [`metrics`]: request, site and replication metrics in the Prometheus text format.
 //! - [`role`]: active or standby, epochs and write positions that fence writes and detect
 //!   divergence.
 //! - [`snapshot`]: taking snapshots with the online backup API, shipping them to the peer,
@@ -35,6 +37,7 @@ pub mod fsutil;
 pub mod ids;
 pub mod keys;
 pub mod license;
+pub mod metrics;
 pub mod redirect;
 pub mod role;
 pub mod server;

@@ -24,7 +24,7 @@ pub const SIGNATURE_HEADER: &str = "keyward-signature";
 const COMPUTER_KEY_PREFIX: &str = "kw1.";
 
 /// A published verification key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKeyInfo {
     pub kid: String,
     /// Base64 (standard alphabet) of the 32-byte Ed25519 public key.

@@ -27,13 +27,21 @@ pub async fn serve(listen: &str, signed: bool) {
                         "kid=kbase;sig={}",
                         base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
                     );
-                    headers.insert("keyward-signature", HeaderValue::from_str(&value).expect("ascii"));
+                    headers.insert(
+                        "keyward-signature",
+                        HeaderValue::from_str(&value).expect("ascii"),
+                    );
                 }
                 response
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind baseline");
-    println!("listening on http://{}", listener.local_addr().expect("addr"));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .expect("bind baseline");
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("addr")
+    );
     axum::serve(listener, app).await.expect("serve baseline");
 }

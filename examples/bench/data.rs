@@ -38,9 +38,20 @@ pub fn build_database(data_dir: &Path, bytes: u64) {
 }
 
 /// Sends an admin request.
-pub async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(3600)).build().unwrap();
-    let mut request = client.request(method, format!("{base}{path}")).bearer_auth(ADMIN_TOKEN);
+pub async fn admin(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let mut request = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -52,9 +63,21 @@ pub async fn admin(base: &str, method: reqwest::Method, path: &str, body: Option
 /// Creates a product and a license with `seats` seats; returns the key.
 pub async fn seed_license(base: &str, seats: i64) -> String {
     let product = json!({"code": "app", "name": "App", "features": ["pro", "export"]});
-    admin(base, reqwest::Method::POST, "/v1/admin/products", Some(product)).await;
+    admin(
+        base,
+        reqwest::Method::POST,
+        "/v1/admin/products",
+        Some(product),
+    )
+    .await;
     let license = json!({"product": "app", "model": "permanent", "seats": seats});
-    let (status, body) = admin(base, reqwest::Method::POST, "/v1/admin/licenses", Some(license)).await;
+    let (status, body) = admin(
+        base,
+        reqwest::Method::POST,
+        "/v1/admin/licenses",
+        Some(license),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     body["key"].as_str().expect("key").to_string()
 }

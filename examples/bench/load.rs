@@ -46,7 +46,11 @@ pub struct Target {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1024).build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client")
 }
 
 fn build(client: &reqwest::Client, target: &Target, n: u64) -> reqwest::RequestBuilder {
@@ -54,11 +58,16 @@ fn build(client: &reqwest::Client, target: &Target, n: u64) -> reqwest::RequestB
         None => client.get(&target.url),
         Some(body) => {
             let body = if target.numbered {
-                String::from_utf8_lossy(body).replace("{n}", &n.to_string()).into_bytes()
+                String::from_utf8_lossy(body)
+                    .replace("{n}", &n.to_string())
+                    .into_bytes()
             } else {
                 body.clone()
             };
-            client.post(&target.url).header("content-type", "application/json").body(body)
+            client
+                .post(&target.url)
+                .header("content-type", "application/json")
+                .body(body)
         }
     }
 }
@@ -86,7 +95,11 @@ pub async fn closed_loop(target: &Target, connections: usize, duration: Duration
                     Err(_) => false,
                 };
                 stats.latencies_us.push(sent.elapsed().as_micros() as u64);
-                if ok { stats.requests += 1 } else { stats.errors += 1 }
+                if ok {
+                    stats.requests += 1
+                } else {
+                    stats.errors += 1
+                }
             }
             stats
         }));
@@ -118,7 +131,11 @@ pub async fn open_loop(target: &Target, rate: f64, duration: Duration) -> Stats 
             let latency = scheduled.elapsed().as_micros() as u64;
             let mut stats = results.lock().await;
             stats.latencies_us.push(latency);
-            if ok { stats.requests += 1 } else { stats.errors += 1 }
+            if ok {
+                stats.requests += 1
+            } else {
+                stats.errors += 1
+            }
         }));
     }
     for task in tasks {

@@ -26,8 +26,16 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let command = args.first().map(String::as_str).unwrap_or("help");
-    let full = Plan { runs: 5, seconds: Duration::from_secs(5), sizes_mib: &[10, 100, 1024] };
-    let smoke = Plan { runs: 1, seconds: Duration::from_secs(1), sizes_mib: &[10] };
+    let full = Plan {
+        runs: 5,
+        seconds: Duration::from_secs(5),
+        sizes_mib: &[10, 100, 1024],
+    };
+    let smoke = Plan {
+        runs: 1,
+        seconds: Duration::from_secs(1),
+        sizes_mib: &[10],
+    };
     let report = match command {
         "baseline-server" => {
             let signed = args.get(1).map(String::as_str) == Some("signed");

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ADMIN_TOKEN: &str = "kwa_0badcafe_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const ADMIN_TOKEN: &str =
+    "kwa_0badcafe_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 pub const PEER_SECRET: &str = "bench-peer-secret-0123456789";
 
 /// A child process that printed the URL it listens on.
@@ -44,8 +45,16 @@ fn read_status_field(pid: u32, field: &str) -> u64 {
 /// The release keyward binary beside this example (target/release/keyward).
 pub fn keyward_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let path = exe.parent().and_then(Path::parent).expect("target dir").join("keyward");
-    assert!(path.exists(), "{} is missing: run `cargo build --release --bins --examples` first", path.display());
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("keyward");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --bins --examples` first",
+        path.display()
+    );
     path
 }
 
@@ -89,7 +98,10 @@ pub fn keyward(data_dir: &Path, listen: &str, env: &[(&str, String)]) -> Proc {
 /// Starts this bench binary as a baseline server.
 pub fn baseline(signed: bool) -> Proc {
     let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["baseline-server", if signed { "signed" } else { "unsigned" }])
+        .args([
+            "baseline-server",
+            if signed { "signed" } else { "unsigned" },
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

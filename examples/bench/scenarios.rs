@@ -16,7 +16,9 @@ use super::procs::{self, PEER_SECRET, Proc};
 const CONNECTIONS: usize = 32;
 
 pub fn header() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| text.lines().next().map(str::to_string))
@@ -43,7 +45,11 @@ async fn activate_one(base: &str, key: &str, computer: &str) {
 fn validate_target(base: &str, key: &str, computer: &str) -> Target {
     Target {
         url: format!("{base}/v1/validate"),
-        body: Some(json!({"key": key, "computer_id": computer}).to_string().into_bytes()),
+        body: Some(
+            json!({"key": key, "computer_id": computer})
+                .to_string()
+                .into_bytes(),
+        ),
         numbered: false,
     }
 }
@@ -58,8 +64,14 @@ pub async fn validate(plan: Plan) -> String {
     let unsigned = procs::baseline(false);
     let targets = [
         ("keyward", validate_target(&server.url, &key, "bench-pc")),
-        ("signed baseline", validate_target(&signed.url, &key, "bench-pc")),
-        ("unsigned baseline", validate_target(&unsigned.url, &key, "bench-pc")),
+        (
+            "signed baseline",
+            validate_target(&signed.url, &key, "bench-pc"),
+        ),
+        (
+            "unsigned baseline",
+            validate_target(&unsigned.url, &key, "bench-pc"),
+        ),
     ];
 
     let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); targets.len()];
@@ -84,7 +96,12 @@ pub async fn validate(plan: Plan) -> String {
         let errors: usize = runs[index].iter().map(|s| s.errors).sum();
         let rate = median(&mut rate);
         rates.push(rate);
-        let _ = writeln!(out, "| {name} | {rate:.0} | {:.2} | {:.2} | {errors} |", median(&mut p50), median(&mut p99));
+        let _ = writeln!(
+            out,
+            "| {name} | {rate:.0} | {:.2} | {:.2} | {errors} |",
+            median(&mut p50),
+            median(&mut p99)
+        );
     }
     let _ = writeln!(
         out,
@@ -97,8 +114,16 @@ pub async fn validate(plan: Plan) -> String {
     let mut p99_keyward = Vec::new();
     let mut p99_signed = Vec::new();
     for _ in 0..plan.runs.min(3) {
-        p99_keyward.push(open_loop(&targets[0].1, rate, plan.seconds).await.percentile_ms(0.99));
-        p99_signed.push(open_loop(&targets[1].1, rate, plan.seconds).await.percentile_ms(0.99));
+        p99_keyward.push(
+            open_loop(&targets[0].1, rate, plan.seconds)
+                .await
+                .percentile_ms(0.99),
+        );
+        p99_signed.push(
+            open_loop(&targets[1].1, rate, plan.seconds)
+                .await
+                .percentile_ms(0.99),
+        );
     }
     let _ = writeln!(
         out,
@@ -107,8 +132,17 @@ pub async fn validate(plan: Plan) -> String {
         median(&mut p99_signed)
     );
     let idle = server.rss_kib();
-    let busy = sample_rss_during(&server, closed_loop(&targets[0].1, CONNECTIONS, plan.seconds)).await;
-    let _ = writeln!(out, "keyward RSS: idle {} MiB, under validation load {} MiB.\n", idle / 1024, busy / 1024);
+    let busy = sample_rss_during(
+        &server,
+        closed_loop(&targets[0].1, CONNECTIONS, plan.seconds),
+    )
+    .await;
+    let _ = writeln!(
+        out,
+        "keyward RSS: idle {} MiB, under validation load {} MiB.\n",
+        idle / 1024,
+        busy / 1024
+    );
     out
 }
 
@@ -121,7 +155,8 @@ async fn sample_rss_during<T>(process: &Proc, work: impl std::future::Future<Out
         let (done, peak) = (done.clone(), peak.clone());
         tokio::spawn(async move {
             while !done.load(Ordering::SeqCst) {
-                let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let text =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                 let rss = text
                     .lines()
                     .find(|l| l.starts_with("VmRSS:"))
@@ -149,14 +184,20 @@ pub async fn activate(plan: Plan) -> String {
     for run in 0..plan.runs {
         let target = Target {
             url: format!("{}/v1/activate", server.url),
-            body: Some(format!(r#"{{"key":"{key}","computer_id":"run{run}-pc-{{n}}"}}"#).into_bytes()),
+            body: Some(
+                format!(r#"{{"key":"{key}","computer_id":"run{run}-pc-{{n}}"}}"#).into_bytes(),
+            ),
             numbered: true,
         };
         let stats = closed_loop(&target, 64, plan.seconds).await;
         assert_eq!(stats.errors, 0, "activations failed");
         keyward_rates.push(stats.rate());
         let raw_dir = dir.path().join(format!("raw-{run}"));
-        raw_rates.push(tokio::task::spawn_blocking(move || raw_inserts(&raw_dir, plan.seconds)).await.unwrap());
+        raw_rates.push(
+            tokio::task::spawn_blocking(move || raw_inserts(&raw_dir, plan.seconds))
+                .await
+                .unwrap(),
+        );
     }
     let (keyward, raw) = (median(&mut keyward_rates), median(&mut raw_rates));
     format!(
@@ -201,7 +242,10 @@ fn time_ms(work: impl FnOnce()) -> f64 {
 }
 
 fn has_sqlite3() -> bool {
-    std::process::Command::new("sqlite3").arg("-version").output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Snapshot next to cp, sqlite3 .backup and VACUUM INTO; ship, verify and swap next to curl;
@@ -229,7 +273,8 @@ async fn snapshot_row(plan: Plan, mib: u64) -> String {
     build_database(&primary_dir, mib * 1024 * 1024);
     let db = primary_dir.join("keyward.db");
 
-    let (mut take, mut cp, mut backup, mut vacuum) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut take, mut cp, mut backup, mut vacuum) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let sqlite3 = has_sqlite3();
     for run in 0..plan.runs {
         let out = dir.path().join(format!("out-{run}"));
@@ -238,7 +283,11 @@ async fn snapshot_row(plan: Plan, mib: u64) -> String {
             keyward::snapshot::take::take(&db, &out, "bench", run as u64 + 1).unwrap();
         }));
         cp.push(time_ms(|| {
-            let status = std::process::Command::new("cp").arg(&db).arg(out.join("cp.db")).status().unwrap();
+            let status = std::process::Command::new("cp")
+                .arg(&db)
+                .arg(out.join("cp.db"))
+                .status()
+                .unwrap();
             assert!(status.success());
         }));
         if sqlite3 {
@@ -253,21 +302,29 @@ async fn snapshot_row(plan: Plan, mib: u64) -> String {
         }
         vacuum.push(time_ms(|| {
             let conn = rusqlite::Connection::open(&db).unwrap();
-            conn.execute("VACUUM INTO ?1", [out.join("vacuum.db").to_string_lossy()]).unwrap();
+            conn.execute("VACUUM INTO ?1", [out.join("vacuum.db").to_string_lossy()])
+                .unwrap();
         }));
         std::fs::remove_dir_all(&out).unwrap();
     }
     let snapshot_file = {
         let out = dir.path().join("wire");
         std::fs::create_dir_all(&out).unwrap();
-        keyward::snapshot::take::take(&db, &out, "bench", 1).unwrap().path
+        keyward::snapshot::take::take(&db, &out, "bench", 1)
+            .unwrap()
+            .path
     };
-    let wire = zstd_size(&snapshot_file) as f64 / std::fs::metadata(&snapshot_file).unwrap().len() as f64;
+    let wire =
+        zstd_size(&snapshot_file) as f64 / std::fs::metadata(&snapshot_file).unwrap().len() as f64;
     let curl = curl_ms(&snapshot_file, plan.runs).await;
     let (ship, primary_rss, dr_rss) = ship_runs(dir.path(), &primary_dir, plan.runs).await;
 
     let (take, cp) = (median(&mut take), median(&mut cp));
-    let backup = if backup.is_empty() { "n/a (sqlite3 missing)".to_string() } else { format!("{:.0}", median(&mut backup)) };
+    let backup = if backup.is_empty() {
+        "n/a (sqlite3 missing)".to_string()
+    } else {
+        format!("{:.0}", median(&mut backup))
+    };
     format!(
         "| {mib} MiB | {take:.0} | {cp:.0} | {:.2} | {backup} | {:.0} | {ship:.0} | {curl:.0} | {:.2} | {wire:.2} | {} | {} |\n",
         take / cp,
@@ -339,12 +396,18 @@ async fn ship_runs(root: &Path, primary_dir: &Path, runs: usize) -> (f64, u64, u
     let dr = procs::keyward(
         &root.join("dr"),
         "127.0.0.1:0",
-        &[("KEYWARD_INITIAL_ROLE", "standby".into()), ("KEYWARD_PEER_SECRET", PEER_SECRET.into())],
+        &[
+            ("KEYWARD_INITIAL_ROLE", "standby".into()),
+            ("KEYWARD_PEER_SECRET", PEER_SECRET.into()),
+        ],
     );
     let primary = procs::keyward(
         primary_dir,
         "127.0.0.1:0",
-        &[("KEYWARD_PEER_URL", dr.url.clone()), ("KEYWARD_PEER_SECRET", PEER_SECRET.into())],
+        &[
+            ("KEYWARD_PEER_URL", dr.url.clone()),
+            ("KEYWARD_PEER_SECRET", PEER_SECRET.into()),
+        ],
     );
     let key = seed_license(&primary.url, 1_000_000).await;
     let (primary_idle, dr_idle) = (primary.rss_kib(), dr.rss_kib());
@@ -356,11 +419,18 @@ async fn ship_runs(root: &Path, primary_dir: &Path, runs: usize) -> (f64, u64, u
         let dr_peak_run = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let work = async {
-            let (status, manifest) = admin(&primary.url, reqwest::Method::POST, "/v1/admin/snapshots", None).await;
+            let (status, manifest) = admin(
+                &primary.url,
+                reqwest::Method::POST,
+                "/v1/admin/snapshots",
+                None,
+            )
+            .await;
             assert_eq!(status, 201, "{manifest}");
             let wanted = manifest["position"]["write_seq"].clone();
             loop {
-                let (_, status) = admin(&dr.url, reqwest::Method::GET, "/v1/admin/status", None).await;
+                let (_, status) =
+                    admin(&dr.url, reqwest::Method::GET, "/v1/admin/status", None).await;
                 dr_peak_run.fetch_max(dr.rss_kib(), Ordering::SeqCst);
                 if status["position"]["write_seq"] == wanted {
                     break;
@@ -373,7 +443,11 @@ async fn ship_runs(root: &Path, primary_dir: &Path, runs: usize) -> (f64, u64, u
         primary_peak = primary_peak.max(peak);
         dr_peak = dr_peak.max(dr_peak_run.load(Ordering::SeqCst));
     }
-    (median(&mut times), primary_peak.saturating_sub(primary_idle), dr_peak.saturating_sub(dr_idle))
+    (
+        median(&mut times),
+        primary_peak.saturating_sub(primary_idle),
+        dr_peak.saturating_sub(dr_idle),
+    )
 }
 
 /// Maximum latency and failures of validations on the DR while it swaps in a snapshot.
@@ -390,16 +464,28 @@ pub async fn swap_stall(plan: Plan) -> String {
         let dr = procs::keyward(
             &dir.path().join("dr"),
             "127.0.0.1:0",
-            &[("KEYWARD_INITIAL_ROLE", "standby".into()), ("KEYWARD_PEER_SECRET", PEER_SECRET.into())],
+            &[
+                ("KEYWARD_INITIAL_ROLE", "standby".into()),
+                ("KEYWARD_PEER_SECRET", PEER_SECRET.into()),
+            ],
         );
         let primary = procs::keyward(
             &primary_dir,
             "127.0.0.1:0",
-            &[("KEYWARD_PEER_URL", dr.url.clone()), ("KEYWARD_PEER_SECRET", PEER_SECRET.into())],
+            &[
+                ("KEYWARD_PEER_URL", dr.url.clone()),
+                ("KEYWARD_PEER_SECRET", PEER_SECRET.into()),
+            ],
         );
         let key = seed_license(&primary.url, 1_000_000).await;
         activate_one(&primary.url, &key, "stall-pc").await;
-        let (status, _) = admin(&primary.url, reqwest::Method::POST, "/v1/admin/snapshots", None).await;
+        let (status, _) = admin(
+            &primary.url,
+            reqwest::Method::POST,
+            "/v1/admin/snapshots",
+            None,
+        )
+        .await;
         assert_eq!(status, 201);
         wait_applied(&primary, &dr).await;
 
@@ -410,7 +496,13 @@ pub async fn swap_stall(plan: Plan) -> String {
             p99.push(stats.percentile_ms(0.99));
             failed += stats.errors;
         }
-        let _ = writeln!(out, "| {mib} MiB | {} | {:.1} | {:.1} | {failed} |", plan.runs, median(&mut max), median(&mut p99));
+        let _ = writeln!(
+            out,
+            "| {mib} MiB | {} | {:.1} | {:.1} | {failed} |",
+            plan.runs,
+            median(&mut max),
+            median(&mut p99)
+        );
     }
     out.push('\n');
     out
@@ -436,7 +528,13 @@ async fn stall_window(primary: &Proc, dr: &Proc, key: &str, run: usize) -> Stats
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _) = admin(&primary.url, reqwest::Method::POST, "/v1/admin/snapshots", None).await;
+    let (status, _) = admin(
+        &primary.url,
+        reqwest::Method::POST,
+        "/v1/admin/snapshots",
+        None,
+    )
+    .await;
     assert_eq!(status, 201);
     wait_applied(primary, dr).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -18,7 +18,7 @@ use crate::signing::{ComputerKeyClaims, SIGNATURE_HEADER};
 /// Longest nonce accepted, in bytes.
 const MAX_NONCE: usize = 128;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     pub key: String,
@@ -28,7 +28,7 @@ pub struct ActivateRequest {
     pub nonce: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     pub key: String,
@@ -38,7 +38,7 @@ pub struct ValidateRequest {
     pub nonce: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     pub key: String,
@@ -47,7 +47,7 @@ pub struct ReleaseRequest {
 }
 
 /// The license details a client sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClientLicense {
     pub key: String,
     pub product: String,
@@ -76,7 +76,7 @@ impl From<&License> for ClientLicense {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivateResponse {
     /// `ACTIVATED`, or `ALREADY_ACTIVATED` when this computer held an activation already.
     pub result: String,
@@ -86,7 +86,7 @@ pub struct ActivateResponse {
     pub nonce: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ValidateResponse {
     pub code: ValidationCode,
     pub valid: bool,
@@ -95,7 +95,7 @@ pub struct ValidateResponse {
     pub nonce: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseResponse {
     pub result: String,
     pub license: ClientLicense,
@@ -104,7 +104,7 @@ pub struct ReleaseResponse {
 }
 
 /// A client-endpoint error: the API error shape plus server time and nonce.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClientError {
     pub code: String,
     pub message: String,
@@ -175,6 +175,17 @@ fn client_actor(addr: &SocketAddr) -> String {
     format!("client:{}", addr.ip())
 }
 
+#[utoipa::path(
+    post, path = "/v1/activate", tag = "client",
+    request_body = ActivateRequest,
+    responses(
+        (status = 200, description = "ACTIVATED or ALREADY_ACTIVATED, with a computer key; signed", body = ActivateResponse),
+        (status = 403, description = "The license is revoked, suspended or expired; signed", body = ClientError),
+        (status = 404, description = "Unknown or malformed key (NOT_FOUND); signed", body = ClientError),
+        (status = 409, description = "Every seat is in use (SEATS_EXHAUSTED); signed", body = ClientError),
+        (status = 503, description = "This site is standby (SITE_STANDBY, with active_url); signed", body = ClientError),
+    )
+)]
 pub async fn activate(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -235,6 +246,14 @@ async fn activate_inner(
     })
 }
 
+#[utoipa::path(
+    post, path = "/v1/validate", tag = "client",
+    request_body = ValidateRequest,
+    responses(
+        (status = 200, description = "Exactly one validation code; signed", body = ValidateResponse),
+        (status = 400, description = "An invalid field (INVALID_INPUT); signed", body = ClientError),
+    )
+)]
 pub async fn validate(
     State(state): State<Arc<AppState>>,
     request: Result<ApiJson<ValidateRequest>, ApiError>,
@@ -288,6 +307,16 @@ pub async fn validate(
     signed(&state, StatusCode::OK, &body)
 }
 
+#[utoipa::path(
+    post, path = "/v1/release", tag = "client",
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "The seat is free (RELEASED); signed", body = ReleaseResponse),
+        (status = 404, description = "Unknown or malformed key (NOT_FOUND); signed", body = ClientError),
+        (status = 409, description = "The computer has no activation (NOT_ACTIVATED); signed", body = ClientError),
+        (status = 503, description = "This site is standby (SITE_STANDBY, with active_url); signed", body = ClientError),
+    )
+)]
 pub async fn release(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -325,12 +354,18 @@ pub async fn release(
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKeysResponse {
     pub signing_kid: String,
     pub keys: Vec<crate::signing::PublicKeyInfo>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/keys", tag = "client",
+    responses(
+        (status = 200, description = "The public keys that verify response signatures and computer keys", body = PublicKeysResponse),
+    )
+)]
 pub async fn public_keys(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let keyring = state.keyring();
     axum::Json(PublicKeysResponse {

@@ -13,7 +13,7 @@ use crate::db::DbError;
 use crate::license::LicenseError;
 
 /// An API error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,

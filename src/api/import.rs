@@ -2,15 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::admin::Admin;
+use super::routes::RouteTable;
 use super::{ApiError, AppState};
 use crate::license::LicenseError;
 use crate::license::csv_io::{self, ImportError};
@@ -18,21 +17,31 @@ use crate::license::csv_io::{self, ImportError};
 /// Largest CSV accepted by one import.
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/admin/licenses/import", post(import))
-        .route("/v1/admin/licenses/export", get(export))
-        .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES))
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .add(Method::POST, "/v1/admin/licenses/import", import)
+        .add(Method::GET, "/v1/admin/licenses/export", export)
+        .map_router(|router| router.layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ImportQuery {
+pub struct ImportQuery {
     #[serde(default)]
     create_products: bool,
 }
 
-async fn import(
+/// Imports licenses from a CSV body (columns in the README), all or nothing.
+#[utoipa::path(
+    post, path = "/v1/admin/licenses/import", tag = "licenses", security(("admin_token" = [])),
+    params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "CSV with the header row"),
+    responses(
+        (status = 200, description = "Number of licenses imported and products created"),
+        (status = 422, description = "Invalid CSV or rows (with line numbers); nothing imported", body = ApiError),
+    )
+)]
+pub async fn import(
     State(state): State<Arc<AppState>>,
     admin: Admin,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
@@ -67,7 +76,15 @@ async fn import(
     }
 }
 
-async fn export(State(state): State<Arc<AppState>>, _admin: Admin) -> Result<Response, ApiError> {
+/// Exports every license as CSV in the import format.
+#[utoipa::path(
+    get, path = "/v1/admin/licenses/export", tag = "licenses", security(("admin_token" = [])),
+    responses((status = 200, description = "CSV of every license", content_type = "text/csv", body = String))
+)]
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Response, ApiError> {
     let csv = state
         .db
         .read_blocking(|conn| {

@@ -1,18 +1,26 @@
 //! The HTTP API: client endpoints (the license key is the credential; every response signed),
-//! admin endpoints (bearer admin token) and the peer endpoint that receives snapshots.
+//! admin endpoints (bearer admin token), the peer endpoint that receives snapshots, and the
+//! operations endpoints (probes, metrics, the OpenAPI document and the status page), which need
+//! no credentials.
 
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod health;
 pub mod import;
 pub mod last_seen;
+pub mod metrics;
+pub mod observe;
+pub mod openapi;
 pub mod replication;
+pub mod routes;
+pub mod status_page;
 
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::Method;
 
 use crate::config::Config;
 use crate::db::Db;
@@ -21,6 +29,7 @@ use crate::signing::{Keyring, TrustedKeys};
 use crate::time::SharedClock;
 
 pub use error::{ApiError, ApiJson, ApiPath};
+pub use routes::RouteTable;
 
 /// Largest JSON request body accepted by client and admin endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -34,6 +43,7 @@ pub struct AppState {
     pub last_seen: last_seen::LastSeenBuffer,
     keys: RwLock<(Arc<Keyring>, Arc<TrustedKeys>)>,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
+    pub metrics: crate::metrics::http::RequestMetrics,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +70,7 @@ impl AppState {
             last_seen: last_seen::LastSeenBuffer::default(),
             keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
             snapshots,
+            metrics: crate::metrics::http::RequestMetrics::default(),
         })
     }
 
@@ -104,23 +115,35 @@ impl AppState {
     }
 }
 
-/// Builds the router with every endpoint.
-pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/v1/activate", post(client::activate))
-        .route("/v1/validate", post(client::validate))
-        .route("/v1/release", post(client::release))
-        .route("/v1/keys", get(client::public_keys))
+/// Lists every endpoint with its handler.
+pub fn route_table() -> RouteTable {
+    let json_api = RouteTable::default()
+        .add(Method::POST, "/v1/activate", client::activate)
+        .add(Method::POST, "/v1/validate", client::validate)
+        .add(Method::POST, "/v1/release", client::release)
+        .add(Method::GET, "/v1/keys", client::public_keys)
         .merge(admin::routes())
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+        .map_router(|router| router.layer(DefaultBodyLimit::max(MAX_JSON_BODY)));
+    let operations = RouteTable::default()
+        .add(Method::GET, "/healthz", health::healthz)
+        .add(Method::GET, "/readyz", health::readyz)
+        .add(Method::GET, "/metrics", metrics::metrics)
+        .add(Method::GET, "/v1/openapi.json", openapi::openapi_json)
+        .add(Method::GET, "/status", status_page::page)
+        .add(Method::GET, "/status/style.css", status_page::stylesheet)
+        .add(Method::GET, "/status/app.js", status_page::script);
     // Restore streams its body with its own size cap (receive.max_snapshot_bytes).
-    let replication = replication::routes();
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(api)
-        .merge(replication)
+    operations
+        .merge(json_api)
+        .merge(replication::routes())
         .merge(import::routes())
         .merge(crate::snapshot::receive::routes())
+}
+
+/// Builds the router with every endpoint, request ids, request metrics and request logs.
+pub fn router(state: Arc<AppState>) -> Router {
+    let router = route_table()
+        .into_router()
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -135,5 +158,6 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such endpoint; see the README for the API",
             )
         })
-        .with_state(state)
+        .with_state(state.clone());
+    observe::layer(router, state)
 }

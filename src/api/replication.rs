@@ -2,38 +2,45 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::{Method, StatusCode};
 use serde::Serialize;
 
 use super::admin::Admin;
+use super::routes::RouteTable;
 use super::{ApiError, AppState};
 use crate::role::{Position, Role, RoleRecord};
 use crate::snapshot::manifest::Manifest;
+use crate::snapshot::peer_health::PeerHealth;
 use crate::snapshot::status::ReplicationStatus;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/v1/admin/snapshots",
-            get(list_snapshots).post(take_snapshot),
-        )
-        .route("/v1/admin/ship", post(ship_now))
-        .route(
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .add(Method::GET, "/v1/admin/snapshots", list_snapshots)
+        .add(Method::POST, "/v1/admin/snapshots", take_snapshot)
+        .add(Method::POST, "/v1/admin/ship", ship_now)
+        .add(
+            Method::POST,
             "/v1/admin/restore",
-            post(crate::snapshot::receive::admin_restore),
+            crate::snapshot::receive::admin_restore,
         )
-        .route("/v1/admin/promote", post(promote))
-        .route("/v1/admin/demote", post(demote))
-        .route("/v1/admin/status", get(status))
+        .add(Method::POST, "/v1/admin/promote", promote)
+        .add(Method::POST, "/v1/admin/demote", demote)
+        .add(Method::GET, "/v1/admin/status", status)
 }
 
 fn snapshot_error(err: crate::snapshot::SnapshotError) -> ApiError {
     crate::snapshot::receive::error_response(&err)
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/snapshots", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The manifest of the snapshot just taken", body = Manifest),
+        (status = 500, description = "The snapshot could not be taken", body = ApiError),
+    )
+)]
 async fn take_snapshot(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -42,6 +49,12 @@ async fn take_snapshot(
     Ok((StatusCode::CREATED, Json(snapshot.manifest)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/snapshots", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Manifests of the stored snapshots, oldest first", body = Vec<Manifest>),
+    )
+)]
 async fn list_snapshots(State(state): State<Arc<AppState>>, _admin: Admin) -> Json<Vec<Manifest>> {
     let dir = state.snapshots.snapshots_dir();
     let list = tokio::task::spawn_blocking(move || crate::snapshot::store::list(&dir))
@@ -50,12 +63,20 @@ async fn list_snapshots(State(state): State<Arc<AppState>>, _admin: Admin) -> Js
     Json(list.into_iter().map(|snapshot| snapshot.manifest).collect())
 }
 
-#[derive(Debug, Serialize)]
-struct ShipResult {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ShipResult {
     sequence: u64,
     result: String,
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/ship", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The peer accepted the newest snapshot", body = ShipResult),
+        (status = 409, description = "No peer, no snapshot, a standby site, or the peer rejected it", body = ApiError),
+        (status = 502, description = "The peer could not be reached (PEER_UNREACHABLE)", body = ApiError),
+    )
+)]
 async fn ship_now(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -86,12 +107,19 @@ async fn ship_now(
     }
 }
 
-#[derive(Debug, Serialize)]
-struct RoleResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoleResponse {
     role: RoleRecord,
     position: Position,
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/promote", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "This site is active; a new epoch started unless it already was", body = RoleResponse),
+        (status = 409, description = "The role comes from the redirect file (ROLE_FROM_REDIRECT)", body = ApiError),
+    )
+)]
 async fn promote(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -112,6 +140,13 @@ async fn promote(
     role_response(&state).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/admin/demote", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "This site is standby", body = RoleResponse),
+        (status = 409, description = "The role comes from the redirect file (ROLE_FROM_REDIRECT)", body = ApiError),
+    )
+)]
 async fn demote(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -141,7 +176,7 @@ async fn role_response(state: &AppState) -> Result<Json<RoleResponse>, ApiError>
 }
 
 /// Everything `keyward status` prints.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StatusResponse {
     pub site_id: String,
     pub role: RoleRecord,
@@ -152,9 +187,17 @@ pub struct StatusResponse {
     pub activations: i64,
     pub replication: ReplicationStatus,
     pub peer_url: String,
+    /// The peer's `/healthz`, checked for this response; absent when no peer is configured.
+    pub peer: Option<PeerHealth>,
     pub keyward_version: String,
 }
 
+#[utoipa::path(
+    get, path = "/v1/admin/status", tag = "replication", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Role, position, counts, replication state and peer reachability", body = StatusResponse),
+    )
+)]
 async fn status(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -175,6 +218,10 @@ async fn status(
             Ok((position, licenses, activations, (pages * page_size) as u64))
         })
         .await?;
+    let peer = match state.config.peer.url.as_str() {
+        "" => None,
+        url => Some(state.snapshots.shipper.check_peer(url).await),
+    };
     Ok(Json(StatusResponse {
         site_id: state.role.site_id().to_string(),
         role: state.role.current(),
@@ -185,6 +232,7 @@ async fn status(
         activations,
         replication: state.snapshots.status.get(),
         peer_url: state.config.peer.url.clone(),
+        peer,
         keyward_version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }

@@ -60,7 +60,8 @@ enum Command {
     Promote(admin::ServerArgs),
     /// Make this site standby (when no redirect file decides the role).
     Demote(admin::ServerArgs),
-    /// Print role, position, counts and replication state; optionally fail on an old snapshot.
+    /// Print role, position, counts, replication state and whether the peer is reachable; optionally
+    /// fail on an old snapshot.
     Status(replication::StatusArgs),
     /// List licenses, activations and audit entries that differ between two database files.
     Diff(replication::DiffArgs),
@@ -119,12 +120,11 @@ enum ConfigCommand {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_format = std::env::var("KEYWARD_LOG_FORMAT").unwrap_or_default();
     // The drill prints its own report; its components log only warnings unless RUST_LOG says otherwise.
     if matches!(cli.command, Command::Demo { .. }) && std::env::var_os("RUST_LOG").is_none() {
-        init_logging_with(&log_format, "warn");
+        init_logging_with(&log_format(&cli), "warn");
     } else {
-        init_logging(&log_format);
+        init_logging(&log_format(&cli));
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -142,7 +142,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sets up tracing on stderr: text by default, JSON with `KEYWARD_LOG_FORMAT=json`.
+/// Returns the log format. Commands that load a configuration take `log_format` from it (the
+/// file, then `KEYWARD_LOG_FORMAT`). Other commands, and an invalid configuration, fall back to
+/// `KEYWARD_LOG_FORMAT` alone, and the command then reports the invalid value itself.
+fn log_format(cli: &Cli) -> String {
+    let config_args = match &cli.command {
+        Command::Serve(args) => Some(&args.config),
+        Command::Config(ConfigCommand::Show(args)) => Some(args),
+        Command::Restore(args) if args.url.is_none() => Some(&args.config),
+        _ => None,
+    };
+    let from_config = config_args
+        .and_then(|args| Config::load(args.config.as_deref()).ok())
+        .map(|(config, _warnings)| config.log_format);
+    from_config
+        .or_else(|| std::env::var("KEYWARD_LOG_FORMAT").ok())
+        .unwrap_or_default()
+}
+
+/// Sets up tracing on stderr: text by default, JSON lines when `format` is `json`.
 pub fn init_logging(format: &str) {
     init_logging_with(format, "info");
 }
@@ -222,6 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config_tls_empty = config.tls_cert.is_empty();
     let clock: crate::time::SharedClock = Arc::new(crate::time::SystemClock);
     let server = crate::server::Server::open(config, clock).await?;
+    let shutdown = crate::server::shutdown_signal();
     if let Some(token) = &server.bootstrap_token {
         println!("Admin token (shown once, store it now): {token}");
     }
@@ -232,9 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let scheme = if config_tls_empty { "http" } else { "https" };
         println!("keyward listening on {scheme}://{local}");
     }
-    server
-        .serve(listener, crate::server::shutdown_signal())
-        .await?;
+    server.serve(listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -166,6 +166,7 @@ async fn restore_remote(
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let value = request(&args.server, Method::GET, "/v1/admin/status", None).await?;
     print(&value);
+    eprintln!("{}", describe_peer(&value["peer"]));
     let Some(limit) = args.max_snapshot_age else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -194,6 +195,24 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             eprintln!("no snapshot yet, so its age cannot be within --max-snapshot-age");
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// Summarizes the server's peer check for the terminal; the JSON on stdout has the details.
+fn describe_peer(peer: &serde_json::Value) -> String {
+    let Some(url) = peer["url"].as_str() else {
+        return "peer: none configured (peer.url is empty)".to_string();
+    };
+    if peer["reachable"].as_bool() == Some(true) {
+        format!(
+            "peer {url}: reachable (HTTP {}, {} ms)",
+            peer["http_status"], peer["elapsed_ms"]
+        )
+    } else {
+        format!(
+            "peer {url}: unreachable: {}",
+            peer["error"].as_str().unwrap_or("no response")
+        )
     }
 }
 

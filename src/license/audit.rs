@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::LicenseError;
 
 /// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
@@ -14,6 +14,8 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub object: String,
+    /// Details of the change; the fields depend on the action.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

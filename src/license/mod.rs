@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::DbError;
 
 /// How a license is sold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Model {
     Permanent,
@@ -43,7 +43,7 @@ impl Model {
 }
 
 /// Whether a license may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
@@ -71,7 +71,7 @@ impl Status {
 }
 
 /// A product that licenses are issued for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub code: String,
     pub name: String,
@@ -82,7 +82,7 @@ pub struct Product {
 }
 
 /// A license as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct License {
     pub key: String,
     pub product: String,
@@ -109,7 +109,7 @@ pub struct License {
 }
 
 /// An activation of a license on one computer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Activation {
     pub computer_id: String,
     pub computer_name: String,

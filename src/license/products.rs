@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{LicenseError, Product, audit, input};
 
 /// Fields of a new product.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub code: String,
@@ -18,7 +18,7 @@ pub struct NewProduct {
 }
 
 /// Changes to a product; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub name: Option<String>,

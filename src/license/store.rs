@@ -8,7 +8,7 @@ use super::{Activation, License, LicenseError, Model, Status, audit, input, prod
 use crate::keys::LicenseKey;
 
 /// Fields of a new license.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLicense {
     pub product: String,
@@ -39,7 +39,7 @@ fn one() -> i64 {
 }
 
 /// Changes to a license; absent fields stay as they are. An empty string clears a date.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicensePatch {
     pub seats: Option<i64>,
@@ -55,7 +55,8 @@ pub struct LicensePatch {
 }
 
 /// Search parameters for listing licenses.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseQuery {
     /// Matches customer name, email, company, order reference or key.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{LicenseError, audit};
 
 /// An admin token as listed (never with its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,

@@ -9,7 +9,7 @@ use crate::signing::TrustedKeys;
 
 /// The outcome of a validation. Exactly one code is returned, the first that applies in this
 /// order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ValidationCode {
     Valid,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, DbError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Active,
@@ -32,7 +32,7 @@ impl Role {
 }
 
 /// The persisted role of this site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoleRecord {
     pub role: Role,
     pub reason: String,
@@ -42,7 +42,7 @@ pub struct RoleRecord {
 }
 
 /// One epoch: a period in which one site accepted writes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Epoch {
     pub epoch: i64,
     pub epoch_id: String,
@@ -53,7 +53,7 @@ pub struct Epoch {
 }
 
 /// Where a database stands: its id, current epoch and write sequence, and its epoch history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Position {
     pub database_id: String,
     pub write_seq: i64,

@@ -11,7 +11,7 @@ pub const MANIFEST_FORMAT: u32 = 1;
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 
 /// Describes one snapshot file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: u32,

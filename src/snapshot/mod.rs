@@ -11,6 +11,7 @@ pub mod admission;
 pub mod header;
 pub mod manifest;
 pub mod offline;
+pub mod peer_health;
 pub mod receive;
 pub mod schedule;
 pub mod ship;
@@ -331,10 +332,12 @@ impl SnapshotService {
 }
 
 /// What happened to an applied snapshot.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApplyOutcome {
     /// `APPLIED`, or `ALREADY_CURRENT` when the receiver already holds exactly this position.
     pub result: &'static str,
+    /// Path of the kept copy of the replaced database.
+    #[schema(value_type = Option<String>)]
     pub pre_restore: Option<PathBuf>,
     pub position: crate::role::Position,
 }

@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_compression::tokio::bufread::ZstdDecoder;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
 use futures_util::TryStreamExt;
 use serde::Deserialize;
@@ -23,13 +21,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::manifest::Manifest;
 use super::{SnapshotError, SnapshotService};
+use crate::api::routes::RouteTable;
 use crate::api::{ApiError, AppState};
 
 /// Header carrying the base64url (no padding) JSON manifest of an upload.
 pub const MANIFEST_HEADER: &str = "keyward-manifest";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/peer/snapshots", post(receive_from_peer))
+pub fn routes() -> RouteTable {
+    RouteTable::default().add(Method::POST, "/v1/peer/snapshots", receive_from_peer)
 }
 
 /// Maps a snapshot error to an HTTP response with the API error shape.
@@ -84,6 +83,22 @@ fn parse_manifest_header(headers: &HeaderMap) -> Result<Option<Manifest>, Snapsh
         .map_err(|err| bad(err.to_string()))
 }
 
+#[utoipa::path(
+    post, path = "/v1/peer/snapshots", tag = "replication", security(("peer_secret" = [])),
+    params(
+        ("keyward-manifest" = String, Header, description = "The snapshot's JSON manifest, base64url without padding"),
+        ("content-encoding" = Option<String>, Header, description = "zstd, or absent for an uncompressed file"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The snapshot file"),
+    responses(
+        (status = 200, description = "APPLIED, or ALREADY_CURRENT when this site has exactly this position", body = super::ApplyOutcome),
+        (status = 401, description = "Missing or wrong peer secret (UNAUTHORIZED)", body = ApiError),
+        (status = 409, description = "Refused by fencing: SITE_ACTIVE, DIVERGED, DIFFERENT_DATABASE, STALE_SNAPSHOT or SAME_SITE", body = ApiError),
+        (status = 413, description = "Larger than receive.max_snapshot_bytes (TOO_LARGE)", body = ApiError),
+        (status = 422, description = "The file failed verification", body = ApiError),
+        (status = 503, description = "Another snapshot is being received (RECEIVE_IN_PROGRESS)", body = ApiError),
+    )
+)]
 async fn receive_from_peer(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -260,15 +275,31 @@ async fn write_limited(
     Ok(hex::encode(hasher.finalize()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RestoreQuery {
+    /// Skip the fencing and divergence rules; integrity checks still run.
     #[serde(default)]
     pub force: bool,
 }
 
 /// `POST /v1/admin/restore[?force=true]`: restores a snapshot file sent as the body (plain or
 /// zstd), with the same checks as a peer upload. A manifest header is optional.
+#[utoipa::path(
+    post, path = "/v1/admin/restore", tag = "replication", security(("admin_token" = [])),
+    params(
+        RestoreQuery,
+        ("keyward-manifest" = Option<String>, Header, description = "The snapshot's JSON manifest, base64url without padding"),
+        ("content-encoding" = Option<String>, Header, description = "zstd, or absent for an uncompressed file"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The snapshot file"),
+    responses(
+        (status = 200, description = "APPLIED, or ALREADY_CURRENT; the replaced database is kept in pre-restore/", body = super::ApplyOutcome),
+        (status = 409, description = "Refused by fencing; retry with force=true after checking `keyward diff`", body = ApiError),
+        (status = 422, description = "The file failed verification", body = ApiError),
+    )
+)]
 pub async fn admin_restore(
     State(state): State<Arc<AppState>>,
     _admin: crate::api::admin::Admin,

@@ -15,7 +15,7 @@ use crate::role::Role;
 
 /// HTTP client and settings for shipping.
 pub struct Shipper {
-    client: reqwest::Client,
+    pub(super) client: reqwest::Client,
     max_backoff: Duration,
 }
 
@@ -139,7 +139,7 @@ impl Shipper {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

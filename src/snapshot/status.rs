@@ -13,7 +13,7 @@ use super::manifest::Manifest;
 use crate::role::Position;
 
 /// The last snapshot this site applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppliedSnapshot {
     pub at: String,
     pub database_id: String,
@@ -23,7 +23,7 @@ pub struct AppliedSnapshot {
 }
 
 /// A failure with its time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     pub at: String,
     pub code: String,
@@ -31,7 +31,7 @@ pub struct Failure {
 }
 
 /// Everything the status endpoint and metrics report about replication.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicationStatus {
     pub last_snapshot: Option<SnapshotSummary>,
     pub last_shipped: Option<SnapshotSummary>,
@@ -46,7 +46,7 @@ pub struct ReplicationStatus {
 }
 
 /// The identifying fields of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SnapshotSummary {
     pub sequence: u64,
     pub created_at: String,

@@ -1,0 +1,130 @@
+//! Per-request observability: a request id on every request and response, a tracing span that
+//! carries it, request metrics, and one log line per finished request.
+//!
+//! The span and the log line name the matched route template, never the raw path or query,
+//! because paths hold license keys and queries hold customer search terms. Headers are never
+//! logged, so neither are admin tokens nor the peer secret.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tracing::Instrument;
+
+use super::AppState;
+use crate::metrics::http::{UNMATCHED_ROUTE, method_label};
+
+/// Header that carries the request id, in requests and responses.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Maximum length of an incoming request id; a longer one is replaced by a generated id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Routes polled by load balancers and scrapers, logged at DEBUG so they do not flood the log.
+const PROBE_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// Generates request ids of 32 random hex digits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = crate::ids::random_hex(16);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Wraps every route of `router` with the request id, span, metrics and log layers.
+pub fn layer(router: Router, state: Arc<AppState>) -> Router {
+    let header = HeaderName::from_static(REQUEST_ID_HEADER);
+    router.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::map_request(drop_unusable_request_id))
+            .layer(SetRequestIdLayer::new(header.clone(), RandomRequestId))
+            .layer(PropagateRequestIdLayer::new(header))
+            .layer(axum::middleware::from_fn_with_state(state, observe)),
+    )
+}
+
+/// Returns true for request ids that are safe to log and echo: 1 to 128 ASCII letters, digits
+/// and `-_.:/+=`.
+pub fn is_usable_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:/+=".contains(byte))
+}
+
+/// Removes an incoming request id that [`is_usable_request_id`] rejects, so that a fresh one
+/// is generated in its place.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_none_or(|value| is_usable_request_id(value.as_bytes()));
+    if !usable {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    request
+}
+
+/// Runs the request inside a `request` span, then records its metrics and logs its outcome.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_string();
+    let method = request.method().clone();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = method_label(&method),
+        route = %route,
+    );
+
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.record(&route, &method, status, latency);
+
+    let _entered = span.enter();
+    let latency_ms = latency.as_micros() as f64 / 1000.0;
+    if PROBE_ROUTES.contains(&route.as_str()) {
+        tracing::debug!(status, latency_ms, "request finished");
+    } else {
+        tracing::info!(status, latency_ms, "request finished");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_rules() {
+        assert!(is_usable_request_id(b"3f2a-77:trace/1"));
+        assert!(!is_usable_request_id(b""));
+        assert!(!is_usable_request_id(b"has space"));
+        assert!(!is_usable_request_id(b"line\nbreak"));
+        assert!(!is_usable_request_id(&[b'a'; MAX_REQUEST_ID_LEN + 1]));
+        assert!(is_usable_request_id(&[b'a'; MAX_REQUEST_ID_LEN]));
+    }
+}
