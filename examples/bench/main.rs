@@ -46,11 +46,13 @@ fn main() {
         "activate" => runtime.block_on(scenarios::activate(full)),
         "snapshot" => runtime.block_on(scenarios::snapshot_and_ship(full)),
         "stall" => runtime.block_on(scenarios::swap_stall(full)),
+        "snapshot-latency" => runtime.block_on(scenarios::snapshot_latency(full, 1024, 1000.0)),
         "all" => runtime.block_on(async {
             let mut report = scenarios::header();
             report.push_str(&scenarios::validate(full).await);
             report.push_str(&scenarios::activate(full).await);
             report.push_str(&scenarios::snapshot_and_ship(full).await);
+            report.push_str(&scenarios::snapshot_latency(full, 1024, 1000.0).await);
             report.push_str(&scenarios::swap_stall(full).await);
             report
         }),
@@ -59,10 +61,11 @@ fn main() {
             report.push_str(&scenarios::validate(smoke).await);
             report.push_str(&scenarios::activate(smoke).await);
             report.push_str(&scenarios::snapshot_and_ship(smoke).await);
+            report.push_str(&scenarios::snapshot_latency(smoke, 10, 200.0).await);
             report
         }),
         _ => {
-            eprintln!("usage: bench all|smoke|validate|activate|snapshot|stall");
+            eprintln!("usage: bench all|smoke|validate|activate|snapshot|snapshot-latency|stall");
             std::process::exit(2);
         }
     };
