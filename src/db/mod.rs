@@ -49,7 +49,7 @@ impl From<schema::SchemaError> for DbError {
     }
 }
 
-/// Where the database stands in its history of writes.
+/// Identity and write sequence of a database.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseState {
     pub database_id: String,
@@ -211,8 +211,8 @@ impl Db {
     }
 
     /// Queues a write job for the writer thread and waits until its transaction has committed
-    /// durably. The job runs in a savepoint: if it returns an error, its changes are rolled back
-    /// and the error is returned; other jobs in the same batch are unaffected.
+    /// durably. The job runs in a savepoint. If it returns an error, its changes are rolled back
+    /// and the error is returned, and other jobs in the same batch are unaffected.
     pub async fn write<T, E>(
         &self,
         job: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,

@@ -1,7 +1,7 @@
 //! Schema migrations and the markers that identify a keyward database.
 //!
 //! `PRAGMA application_id` is set to [`APPLICATION_ID`] so that a foreign SQLite file is
-//! recognisable, and `PRAGMA user_version` holds the number of migrations applied.
+//! recognisable, and `PRAGMA user_version` is the number of migrations applied.
 
 use rusqlite::Connection;
 

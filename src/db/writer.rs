@@ -14,7 +14,7 @@ use super::DbError;
 /// Jobs taken into one transaction at most. Bounds the latency a slow batch adds.
 const MAX_BATCH: usize = 256;
 
-/// What a job reports back to the writer after running in its savepoint.
+/// Report of a job to the writer after running in its savepoint.
 pub struct WriteOutcome {
     changed: bool,
     complete: Box<dyn FnOnce(Option<DbError>) + Send>,

@@ -13,7 +13,7 @@ use super::Role;
 use crate::api::AppState;
 use crate::redirect::{RedirectFile, same_site};
 
-/// What the redirect file says about this site.
+/// Role the redirect file gives this site, with the active URL it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub active_url: Url,

@@ -52,7 +52,7 @@ pub struct Epoch {
     pub started_at: String,
 }
 
-/// Where a database stands: its id, current epoch and write sequence, and its epoch history.
+/// Position of a database: its id, current epoch and write sequence, and its epoch history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Position {
     pub database_id: String,

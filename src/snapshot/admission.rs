@@ -1,7 +1,7 @@
 //! Whether this site may take an incoming snapshot: the fencing and divergence rules.
 //!
 //! A snapshot overwrites the receiver's database whole, so it is accepted only when it cannot
-//! destroy a write the receiver holds and the sender never saw:
+//! destroy a write that the receiver has and the sender never saw:
 //! - an active site takes no snapshot (unless forced);
 //! - a snapshot of another database is taken only by a fresh receiver (write sequence 0);
 //! - a snapshot at the receiver's exact position is already applied;

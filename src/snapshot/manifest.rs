@@ -33,7 +33,7 @@ pub struct Manifest {
     pub position: Position,
 }
 
-/// Why a manifest could not be read.
+/// Failure to read a manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("manifest is larger than {MAX_MANIFEST_BYTES} bytes")]

@@ -196,7 +196,7 @@ impl SnapshotService {
         }
     }
 
-    /// The newest complete snapshot.
+    /// Returns the newest complete snapshot.
     pub fn newest(&self) -> Option<StoredSnapshot> {
         store::list(&self.snapshots_dir()).pop()
     }
@@ -331,10 +331,10 @@ impl SnapshotService {
     }
 }
 
-/// What happened to an applied snapshot.
+/// Outcome of applying a snapshot.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApplyOutcome {
-    /// `APPLIED`, or `ALREADY_CURRENT` when the receiver already holds exactly this position.
+    /// `APPLIED`, or `ALREADY_CURRENT` when the receiver already has exactly this position.
     pub result: &'static str,
     /// Path of the kept copy of the replaced database.
     #[schema(value_type = Option<String>)]

@@ -19,7 +19,7 @@ pub struct Shipper {
     max_backoff: Duration,
 }
 
-/// Why a shipment failed.
+/// Failure of a shipment.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
     /// The peer rejected this snapshot for good (fencing, divergence, a failed check); retrying
@@ -177,9 +177,9 @@ impl SnapshotService {
     }
 }
 
-/// The shipping loop: whenever a snapshot newer than the last shipped one exists and this site
-/// is active, ship it; retry transient failures with backoff. A newer snapshot supersedes a
-/// pending older one, because every attempt picks the newest.
+/// Runs the shipping loop: whenever a snapshot newer than the last shipped one exists and this
+/// site is active, it ships it and retries transient failures with backoff. A newer snapshot
+/// supersedes a pending older one, because every attempt picks the newest.
 pub async fn run(service: Arc<SnapshotService>) {
     if service.config.peer.url.is_empty() {
         return;

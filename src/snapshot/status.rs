@@ -1,6 +1,6 @@
 //! Replication status of this site: the last snapshot taken, shipped and applied, failures,
 //! rejections and divergence. The last applied snapshot is persisted in `replication.json`, so
-//! the stale-sequence check holds across restarts.
+//! the stale-sequence check still works after a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

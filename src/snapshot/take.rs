@@ -121,8 +121,8 @@ fn copy_with_backup(db_path: &Path, temp: &Path) -> Result<(), SnapshotError> {
             }
         }
     }
-    // The copy keeps the source's WAL mode; switch it to a rollback journal so the snapshot is
-    // one self-contained file that opens without -wal and -shm companions.
+    // The copy keeps the source's WAL mode. Switching it to a rollback journal makes the
+    // snapshot one self-contained file that opens without -wal and -shm companions.
     target.pragma_update(None, "journal_mode", "DELETE")?;
     target
         .close()
