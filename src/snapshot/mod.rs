@@ -314,6 +314,9 @@ impl SnapshotService {
                 .map_err(|err| SnapshotError::Internal(format!("swap task failed: {err}")));
         // Reopen whatever is live now: the new file after a swap, the old one after a failure
         // before the rename.
+        // NOTE: if the swap failed between moving the old file away and renaming the new one in,
+        // nothing is live and reopening fails; requests then fail until a restart, whose
+        // recovery finishes the swap from the journal.
         let reopened = guard.reopen();
         let pre_restore = swapped??;
         reopened?;
