@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{ApiError, ApiJson, ApiPath, AppState};
 use crate::license::products::{NewProduct, ProductPatch};
 use crate::license::store::{LicensePatch, LicenseQuery, NewLicense};
-use crate::license::{LicenseError, Status, audit, products, store, tokens};
+use crate::license::{LicenseError, Status, activations, audit, leases, products, store, tokens};
 
 /// An authenticated admin request; `actor` is `admin:<token id>`.
 pub struct Admin {
@@ -96,17 +96,18 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/v1/admin/licenses/{key}/activations/{computer_id}/release",
             post(force_release),
         )
+        .route("/v1/admin/licenses/{key}/leases", get(list_leases))
         .route("/v1/admin/audit", get(list_audit))
         .route("/v1/admin/tokens", get(list_tokens).post(create_token))
         .route("/v1/admin/tokens/{id}", axum::routing::delete(revoke_token))
 }
 
-fn now_text(state: &AppState) -> String {
+pub(super) fn now_text(state: &AppState) -> String {
     crate::time::format(state.clock.now())
 }
 
 /// Runs a mutation through the writer after checking that this site is active.
-async fn mutate<T: Send + 'static>(
+pub(super) async fn mutate<T: Send + 'static>(
     state: &AppState,
     job: impl FnOnce(&rusqlite::Connection) -> Result<T, LicenseError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -115,7 +116,7 @@ async fn mutate<T: Send + 'static>(
 }
 
 /// Runs a read on a pooled connection.
-async fn query<T>(
+pub(super) async fn query<T>(
     state: &AppState,
     job: impl FnOnce(&rusqlite::Connection) -> Result<T, LicenseError>,
 ) -> Result<T, ApiError> {
@@ -330,7 +331,18 @@ async fn list_activations(
     _admin: Admin,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Vec<crate::license::Activation>>, ApiError> {
-    query(&state, |conn| store::activations(conn, &key))
+    query(&state, |conn| activations::activations(conn, &key))
+        .await
+        .map(Json)
+}
+
+async fn list_leases(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<Vec<leases::Lease>>, ApiError> {
+    let now = state.clock.now();
+    query(&state, |conn| leases::list(conn, &key, now))
         .await
         .map(Json)
 }
@@ -341,8 +353,9 @@ async fn force_release(
     ApiPath((key, computer_id)): ApiPath<(String, String)>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     let now = state.clock.now();
+    let policy = state.config.license_policy();
     mutate(&state, move |conn| {
-        store::release(conn, &key, &computer_id, &admin.actor, now)
+        activations::release(conn, &key, &computer_id, &admin.actor, &policy, now)
     })
     .await
     .map(Json)
