@@ -3,13 +3,16 @@
 //!
 //! # Layout
 //!
-//! - [`license`]: the licensing domain (products, licenses, activations, validation, audit log,
-//!   admin tokens) as functions over a SQLite connection.
+//! - [`license`]: the licensing domain (products, licenses, activations, floating-license
+//!   leases, trials, abuse limits, blocked computers, validation, audit log, admin tokens and
+//!   signing-key rotation) as functions over a SQLite connection.
 //! - [`keys`]: the license key format; [`signing`]: Ed25519 keys, signed responses and
 //!   computer keys.
 //! - [`db`]: the database file, migrations, the group-committing writer thread and the reader
 //!   pool, with a gate that closes every connection for a snapshot swap.
 //! - [`api`]: the HTTP surface (axum); [`server`] opens a data directory and serves it.
+//! - [`offline`]: offline activation request and response files and signed license files, with
+//!   the functions that verify them on a client without network access.
 //! - [`role`]: active or standby, epochs and write positions that fence writes and detect
 //!   divergence.
 //! - [`snapshot`]: taking snapshots with the online backup API, shipping them to the peer,
@@ -31,6 +34,7 @@ pub mod fsutil;
 pub mod ids;
 pub mod keys;
 pub mod license;
+pub mod offline;
 pub mod redirect;
 pub mod role;
 pub mod server;

@@ -2,9 +2,13 @@
 //! admin endpoints (bearer admin token) and the peer endpoint that receives snapshots.
 
 pub mod admin;
+pub mod blocked;
 pub mod client;
+pub mod documents;
 pub mod error;
+pub mod keys;
 pub mod last_seen;
+pub mod leases;
 pub mod replication;
 
 use std::sync::{Arc, RwLock};
@@ -105,12 +109,21 @@ impl AppState {
 
 /// Builds the router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    let client_routes = Router::new()
         .route("/v1/activate", post(client::activate))
         .route("/v1/validate", post(client::validate))
         .route("/v1/release", post(client::release))
-        .route("/v1/keys", get(client::public_keys))
+        .route("/v1/leases/checkout", post(leases::checkout))
+        .route("/v1/leases/heartbeat", post(leases::heartbeat))
+        .route("/v1/leases/checkin", post(leases::checkin))
+        .route("/v1/license-file", post(documents::license_file))
+        .route("/v1/keys", get(client::public_keys));
+    let api = Router::new()
+        .merge(client_routes)
         .merge(admin::routes())
+        .merge(blocked::routes())
+        .merge(documents::routes())
+        .merge(keys::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     // Restore streams its body with its own size cap (receive.max_snapshot_bytes).
     let replication = replication::routes();
