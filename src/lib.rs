@@ -10,7 +10,8 @@
 //!   computer keys.
 //! - [`db`]: the database file, migrations, the group-committing writer thread and the reader
 //!   pool, with a gate that closes every connection for a snapshot swap.
-//! - [`api`]: the HTTP surface (axum); [`server`] opens a data directory and serves it.
+//! - [`api`]: the HTTP surface (axum); [`server`] opens a data directory and serves it;
+//!   [`ratelimit`]: the per-address token buckets in front of the client endpoints.
 //! - [`offline`]: offline activation request and response files and signed license files, with
 //!   the functions that verify them on a client without network access.
 //! - [`role`]: active or standby, epochs and write positions that fence writes and detect
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod keys;
 pub mod license;
 pub mod offline;
+pub mod ratelimit;
 pub mod redirect;
 pub mod role;
 pub mod server;

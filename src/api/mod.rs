@@ -9,6 +9,7 @@ pub mod error;
 pub mod keys;
 pub mod last_seen;
 pub mod leases;
+pub mod rate_limit;
 pub mod replication;
 
 use std::sync::{Arc, RwLock};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub last_seen: last_seen::LastSeenBuffer,
     keys: RwLock<(Arc<Keyring>, Arc<TrustedKeys>)>,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
+    /// Per-address limit on client requests; `None` when `limits.requests_per_minute` is 0.
+    pub rate_limiter: Option<crate::ratelimit::RateLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -55,6 +58,11 @@ impl AppState {
         snapshots: Arc<crate::snapshot::SnapshotService>,
     ) -> Result<AppState, crate::signing::VerifyError> {
         let trusted = TrustedKeys::from_published(keyring.public_keys())?;
+        let rate_limiter = crate::ratelimit::RateLimiter::new(
+            config.limits.requests_per_minute,
+            config.limits.request_burst,
+            crate::ratelimit::DEFAULT_MAX_TRACKED,
+        );
         Ok(AppState {
             db,
             config,
@@ -63,6 +71,7 @@ impl AppState {
             last_seen: last_seen::LastSeenBuffer::default(),
             keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
             snapshots,
+            rate_limiter,
         })
     }
 
@@ -117,7 +126,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/leases/heartbeat", post(leases::heartbeat))
         .route("/v1/leases/checkin", post(leases::checkin))
         .route("/v1/license-file", post(documents::license_file))
-        .route("/v1/keys", get(client::public_keys));
+        .route("/v1/keys", get(client::public_keys))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_client_requests,
+        ));
     let api = Router::new()
         .merge(client_routes)
         .merge(admin::routes())
