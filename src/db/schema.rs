@@ -106,7 +106,8 @@ CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 "#,
     // Floating licenses and their leases, who released an activation (release limits count
-    // client releases only), trial use per computer, and blocked computers.
+    // client releases only), trial use per computer (filled from existing trial activations),
+    // and blocked computers.
     r#"
 ALTER TABLE licenses ADD COLUMN floating INTEGER NOT NULL DEFAULT 0 CHECK (floating IN (0, 1));
 
@@ -136,6 +137,12 @@ CREATE TABLE trial_uses (
     first_activated_at TEXT NOT NULL,
     PRIMARY KEY (product_id, computer_id, license_key)
 ) STRICT;
+
+INSERT INTO trial_uses (product_id, computer_id, license_key, first_activated_at)
+SELECT l.product_id, a.computer_id, l.license_key, min(a.activated_at)
+FROM activations a JOIN licenses l ON l.id = a.license_id
+WHERE l.model = 'trial'
+GROUP BY l.product_id, a.computer_id, l.license_key;
 
 CREATE TABLE blocked_computers (
     computer_id TEXT PRIMARY KEY,

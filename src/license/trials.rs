@@ -7,6 +7,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{License, LicenseError, products};
+use crate::keys::LicenseKey;
 
 /// Checks that `computer_id` may activate the trial `license` and records the use.
 ///
@@ -22,11 +23,15 @@ pub fn check_and_record(
     now: &str,
 ) -> Result<(), LicenseError> {
     let product_id = products::id_of(conn, &license.product)?;
+    // Stored in canonical form, like `licenses.license_key`.
+    let key = LicenseKey::parse(&license.key)
+        .map(|key| key.as_str().to_string())
+        .unwrap_or_else(|_| license.key.clone());
     let used_before: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM trial_uses \
              WHERE product_id = ?1 AND computer_id = ?2 AND license_key = ?3",
-            (product_id, computer_id, &license.key),
+            (product_id, computer_id, &key),
             |row| row.get(0),
         )
         .optional()?;
@@ -51,7 +56,7 @@ pub fn check_and_record(
     conn.execute(
         "INSERT INTO trial_uses (product_id, computer_id, license_key, first_activated_at) \
          VALUES (?1, ?2, ?3, ?4)",
-        (product_id, computer_id, &license.key, now),
+        (product_id, computer_id, &key, now),
     )?;
     Ok(())
 }
