@@ -74,6 +74,34 @@ poll = "15s"
 # How often buffered last-contact times are written. A crash loses at most this much of
 # them, never an activation.
 last_seen_flush = "5s"
+
+[leases]
+# How long a lease of a floating license lasts after its checkout or last heartbeat.
+# Clients should heartbeat well within this time, for example every third of it.
+ttl = "15m"
+# How often expired leases are deleted. They stop counting at expiry regardless; a
+# checkout also deletes the expired leases of its license.
+reclaim_every = "1m"
+
+[trials]
+# Trial licenses of one product that one computer ID may activate, ever (0 = no limit).
+# The count survives releases, so deleting local state does not grant a fresh trial.
+max_per_computer = 1
+
+[limits]
+# Activations one computer ID may make in any 24 hours over all licenses (0 = no limit).
+# Activating a computer that is already active does not count.
+activations_per_computer_per_day = 10
+# Releases by clients of one license within release_period, per seat of the license
+# (0 = no limit): a 3-seat license may be released 15 times. Releases through the admin
+# API do not count.
+releases_per_seat = 5
+release_period = "30d"
+# Requests to client endpoints per IP address (IPv6: per /64 prefix) and minute, refilled
+# continuously into a bucket of request_burst requests (0 = no limit). Behind a reverse
+# proxy every request comes from the proxy's address, so raise or disable this there.
+requests_per_minute = 600
+request_burst = 100
 "#;
 
 /// A secret value whose `Debug` output is masked.
@@ -117,6 +145,9 @@ pub struct Config {
     pub receive: ReceiveConfig,
     pub redirect: RedirectConfig,
     pub validation: ValidationConfig,
+    pub leases: LeasesConfig,
+    pub trials: TrialsConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +187,29 @@ pub struct RedirectConfig {
 #[serde(deny_unknown_fields)]
 pub struct ValidationConfig {
     pub last_seen_flush: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeasesConfig {
+    pub ttl: String,
+    pub reclaim_every: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialsConfig {
+    pub max_per_computer: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub activations_per_computer_per_day: u32,
+    pub releases_per_seat: u32,
+    pub release_period: String,
+    pub requests_per_minute: u32,
+    pub request_burst: u32,
 }
 
 /// An invalid configuration value, named by its key.
@@ -224,6 +278,23 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "KEYWARD_VALIDATION_LAST_SEEN_FLUSH",
         "validation.last_seen_flush",
     ),
+    ("KEYWARD_LEASES_TTL", "leases.ttl"),
+    ("KEYWARD_LEASES_RECLAIM_EVERY", "leases.reclaim_every"),
+    ("KEYWARD_TRIALS_MAX_PER_COMPUTER", "trials.max_per_computer"),
+    (
+        "KEYWARD_LIMITS_ACTIVATIONS_PER_COMPUTER_PER_DAY",
+        "limits.activations_per_computer_per_day",
+    ),
+    (
+        "KEYWARD_LIMITS_RELEASES_PER_SEAT",
+        "limits.releases_per_seat",
+    ),
+    ("KEYWARD_LIMITS_RELEASE_PERIOD", "limits.release_period"),
+    (
+        "KEYWARD_LIMITS_REQUESTS_PER_MINUTE",
+        "limits.requests_per_minute",
+    ),
+    ("KEYWARD_LIMITS_REQUEST_BURST", "limits.request_burst"),
 ];
 
 /// Environment variables that start with `KEYWARD_` but are not configuration.
@@ -304,6 +375,27 @@ impl Config {
             "validation.last_seen_flush",
             &self.validation.last_seen_flush,
         )?;
+
+        bounded_duration("leases.ttl", &self.leases.ttl, true, 365)?;
+        bounded_duration(
+            "leases.reclaim_every",
+            &self.leases.reclaim_every,
+            true,
+            365,
+        )?;
+        bounded_duration(
+            "limits.release_period",
+            &self.limits.release_period,
+            false,
+            3650,
+        )?;
+        if self.limits.requests_per_minute > 0 && self.limits.request_burst == 0 {
+            return Err(value_error(
+                "limits.request_burst",
+                "0",
+                "a rate limit needs a burst of at least 1; or set limits.requests_per_minute = 0",
+            ));
+        }
         if !self.peer.url.is_empty() && self.peer.secret.is_empty() {
             return Err(value_error(
                 "peer.secret",
@@ -385,6 +477,9 @@ impl Config {
             "receive.swap_wait" => &self.receive.swap_wait,
             "redirect.poll" => &self.redirect.poll,
             "validation.last_seen_flush" => &self.validation.last_seen_flush,
+            "leases.ttl" => &self.leases.ttl,
+            "leases.reclaim_every" => &self.leases.reclaim_every,
+            "limits.release_period" => &self.limits.release_period,
             other => panic!("no duration key {other}"),
         };
         duration(key, text).expect("checked at load")
@@ -392,6 +487,24 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("keyward.db")
+    }
+
+    /// Builds the trial, activation and release limits from `[trials]` and `[limits]`.
+    pub fn license_policy(&self) -> crate::license::limits::Policy {
+        let period = self.duration_of("limits.release_period");
+        crate::license::limits::Policy {
+            trials_per_computer: i64::from(self.trials.max_per_computer),
+            activations_per_computer_per_day: i64::from(
+                self.limits.activations_per_computer_per_day,
+            ),
+            releases_per_seat: i64::from(self.limits.releases_per_seat),
+            release_period: chrono::Duration::from_std(period).expect("bounded at load"),
+        }
+    }
+
+    /// Returns how long a lease lasts after its checkout or last heartbeat (`leases.ttl`).
+    pub fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.duration_of("leases.ttl")).expect("bounded at load")
     }
 }
 
@@ -403,6 +516,28 @@ fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
             format!("{err}; use a duration like 30s, 15m or 1h"),
         )
     })
+}
+
+/// Parses a duration of at most `max_days` days, and longer than zero when `nonzero`. The
+/// bound keeps time arithmetic on it far from overflow.
+fn bounded_duration(
+    key: &str,
+    text: &str,
+    nonzero: bool,
+    max_days: u64,
+) -> Result<Duration, ConfigError> {
+    let value = duration(key, text)?;
+    if nonzero && value.is_zero() {
+        return Err(value_error(key, text, "must be longer than zero"));
+    }
+    if value > Duration::from_secs(max_days * 24 * 60 * 60) {
+        return Err(value_error(
+            key,
+            text,
+            format!("must be at most {max_days} days"),
+        ));
+    }
+    Ok(value)
 }
 
 fn optional_url(key: &str, text: &str) -> Result<(), ConfigError> {

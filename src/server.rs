@@ -150,6 +150,16 @@ fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {
             flush_last_seen(&flusher).await;
         }
     }));
+    let reclaimer = state.clone();
+    let every = state.config.duration_of("leases.reclaim_every");
+    tasks.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            reclaim_expired_leases(&reclaimer).await;
+        }
+    }));
     tasks.extend(crate::snapshot::spawn_tasks(state.clone()));
     if !state.config.redirect.url.is_empty() {
         tasks.push(tokio::spawn(crate::role::follow::run(state.clone())));
@@ -166,10 +176,44 @@ pub async fn flush_last_seen(state: &AppState) {
     let count = pending.len();
     let result = state
         .db
-        .write(move |conn| crate::license::store::record_last_seen(conn, &pending))
+        .write(move |conn| crate::license::activations::record_last_seen(conn, &pending))
         .await;
     if let Err(err) = result {
         tracing::warn!(error = %err, count, "writing last-contact times failed");
+    }
+}
+
+/// Deletes expired leases on the active site. The count is read first, so that a run with
+/// nothing to delete writes nothing and does not advance the write sequence.
+pub async fn reclaim_expired_leases(state: &AppState) {
+    if !state.db.is_writable() {
+        return;
+    }
+    let now = state.clock.now();
+    let expired = state
+        .db
+        .read(|conn| {
+            crate::license::leases::count_expired(conn, now).map_err(|err| match err {
+                crate::license::LicenseError::Db(db) => db,
+                other => DbError::Sqlite(other.to_string()),
+            })
+        })
+        .await;
+    match expired {
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "counting expired leases failed");
+            return;
+        }
+    }
+    let result = state
+        .db
+        .write(move |conn| crate::license::leases::reclaim_expired(conn, now))
+        .await;
+    match result {
+        Ok(count) => tracing::debug!(count, "expired leases reclaimed"),
+        Err(err) => tracing::warn!(error = %err, "reclaiming expired leases failed"),
     }
 }
 

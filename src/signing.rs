@@ -9,6 +9,10 @@
 //!
 //! A computer key is a token `kw1.<payload>.<signature>`: the payload is base64url JSON
 //! ([`ComputerKeyClaims`]) and the signature (base64url) covers the text `kw1.<payload>`.
+//!
+//! A signed document (a license file or an offline activation response, see [`SignedDocument`])
+//! carries its payload as a JSON string, so the signed bytes survive any reformatting of the
+//! outer JSON, with a detached signature and the id of the key that made it.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -62,6 +66,18 @@ pub struct ComputerKeyClaims {
     pub issued_at: String,
 }
 
+/// A payload with a detached Ed25519 signature over its exact UTF-8 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedDocument {
+    /// The signed JSON text.
+    pub payload: String,
+    /// Id of the signing key.
+    pub kid: String,
+    /// Base64 (standard alphabet) of the 64-byte signature.
+    pub signature: String,
+}
+
 /// Why a signature or computer key did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -91,6 +107,13 @@ impl Keyring {
 
     /// Adds a new signing key, which becomes the one in use. Returns its id.
     pub fn add_key(conn: &Connection) -> Result<String, DbError> {
+        Self::add_key_at(conn, &crate::time::format(chrono::Utc::now()))
+    }
+
+    /// Adds a new signing key created at `created_at`. It becomes the one in use only if no
+    /// other unretired key has a later `created_at`, because [`Keyring::load`] signs with the
+    /// newest.
+    pub fn add_key_at(conn: &Connection, created_at: &str) -> Result<String, DbError> {
         let seed: [u8; 32] = crate::ids::random_bytes(32).try_into().expect("32 bytes");
         let signing = SigningKey::from_bytes(&seed);
         let kid = format!("k{}", crate::ids::random_hex(4));
@@ -100,7 +123,7 @@ impl Keyring {
                 &kid,
                 signing.to_bytes().as_slice(),
                 signing.verifying_key().to_bytes().as_slice(),
-                crate::time::format(chrono::Utc::now()),
+                created_at,
             ),
         )?;
         Ok(kid)
@@ -160,6 +183,17 @@ impl Keyring {
             self.kid,
             STANDARD.encode(signature.to_bytes())
         )
+    }
+
+    /// Signs the exact bytes of `payload` and wraps them in a [`SignedDocument`]. A payload
+    /// should name [`Keyring::kid`] inside too, so that the key id is covered by the signature.
+    pub fn sign_document(&self, payload: String) -> SignedDocument {
+        let signature = self.signing.sign(payload.as_bytes());
+        SignedDocument {
+            payload,
+            kid: self.kid.clone(),
+            signature: STANDARD.encode(signature.to_bytes()),
+        }
     }
 
     /// Issues a computer key for the given claims (their `kid` is set to the signing key's).
@@ -232,6 +266,17 @@ impl TrustedKeys {
         let signature = decode_signature(&STANDARD.decode(sig).unwrap_or_default())?;
         self.get(kid)?
             .verify(body, &signature)
+            .map_err(|_| VerifyError::BadSignature)
+    }
+
+    /// Verifies the detached signature of a signed document over its payload bytes.
+    pub fn verify_document(&self, document: &SignedDocument) -> Result<(), VerifyError> {
+        let bytes = STANDARD
+            .decode(document.signature.trim())
+            .map_err(|err| VerifyError::Malformed(format!("document signature: {err}")))?;
+        let signature = decode_signature(&bytes)?;
+        self.get(&document.kid)?
+            .verify(document.payload.as_bytes(), &signature)
             .map_err(|_| VerifyError::BadSignature)
     }
 

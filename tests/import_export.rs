@@ -146,7 +146,11 @@ fn cli_import_reports_line_numbers() {
     let server = Process::serve(&dir.path().join("site"), &[]);
     let csv = dir.path().join("bad.csv");
     let header = keyward::license::csv_io::COLUMNS.join(",");
-    std::fs::write(&csv, format!("{header}\n,app,permanent,zero,,,,,,,,,\n")).unwrap();
+    std::fs::write(
+        &csv,
+        format!("{header}\n,app,permanent,zero,,,,,,,,,,false\n"),
+    )
+    .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args([
             "license",

@@ -1,5 +1,6 @@
 //! Client endpoints: activate, validate, release and the public keys. Every response, errors
 //! included, carries the server time and the client's nonce and is signed over its exact bytes.
+//! The lease and license-file endpoints build on the helpers here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, AppState};
+use crate::license::activations::{self, NewActivation};
 use crate::license::validate::ValidationCode;
-use crate::license::{License, LicenseError, Model, Status, input, store, validate};
+use crate::license::{License, LicenseError, Model, Status, input, validate};
 use crate::signing::{ComputerKeyClaims, SIGNATURE_HEADER};
 
 /// Longest nonce accepted, in bytes.
@@ -52,6 +54,9 @@ pub struct ClientLicense {
     pub key: String,
     pub product: String,
     pub model: Model,
+    /// Concurrent use through leases; absent in responses of servers without floating licenses.
+    #[serde(default)]
+    pub floating: bool,
     pub status: Status,
     pub seats: i64,
     pub seats_used: i64,
@@ -66,6 +71,7 @@ impl From<&License> for ClientLicense {
             key: license.key.clone(),
             product: license.product.clone(),
             model: license.model,
+            floating: license.floating,
             status: license.status,
             seats: license.seats,
             seats_used: license.seats_used,
@@ -115,7 +121,7 @@ pub struct ClientError {
 }
 
 /// Serializes `value`, signs the bytes and returns them as a JSON response.
-fn signed(state: &AppState, status: StatusCode, value: &impl Serialize) -> Response {
+pub(crate) fn signed(state: &AppState, status: StatusCode, value: &impl Serialize) -> Response {
     let body = serde_json::to_vec(value).expect("response serializes");
     let signature = state.keyring().sign_header(&body);
     let mut response = Response::new(Body::from(body));
@@ -135,7 +141,8 @@ fn signed(state: &AppState, status: StatusCode, value: &impl Serialize) -> Respo
     response
 }
 
-fn signed_error(state: &AppState, err: ApiError, nonce: Option<String>) -> Response {
+/// Returns `err` as a signed client error carrying the server time and `nonce`.
+pub(crate) fn signed_error(state: &AppState, err: ApiError, nonce: Option<String>) -> Response {
     let body = ClientError {
         code: err.code.to_string(),
         message: err.message,
@@ -146,7 +153,7 @@ fn signed_error(state: &AppState, err: ApiError, nonce: Option<String>) -> Respo
     signed(state, err.status, &body)
 }
 
-fn check_nonce(nonce: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn check_nonce(nonce: &Option<String>) -> Result<(), ApiError> {
     match nonce {
         Some(nonce) if nonce.len() > MAX_NONCE || nonce.chars().any(char::is_control) => {
             Err(ApiError::bad_request(format!(
@@ -171,7 +178,7 @@ fn check_validate_fields(request: &ValidateRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn client_actor(addr: &SocketAddr) -> String {
+pub(crate) fn client_actor(addr: &SocketAddr) -> String {
     format!("client:{}", addr.ip())
 }
 
@@ -211,6 +218,8 @@ async fn activate_inner(
     state.require_active()?;
     let now = state.clock.now();
     let actor = client_actor(addr);
+    let client_addr = addr.ip().to_string();
+    let policy = state.config.license_policy();
     let (key, computer_id, computer_name) = (
         request.key.clone(),
         request.computer_id.clone(),
@@ -218,32 +227,54 @@ async fn activate_inner(
     );
     let activated = state
         .db
-        .write(move |conn| store::activate(conn, &key, &computer_id, &computer_name, &actor, now))
+        .write(move |conn| {
+            let new = NewActivation {
+                key: &key,
+                computer_id: &computer_id,
+                computer_name: &computer_name,
+                client_addr: &client_addr,
+            };
+            activations::activate(conn, &new, &actor, &policy, now)
+        })
         .await
         .map_err(|err: LicenseError| state.error(err))?;
     let license = &activated.license;
-    let claims = ComputerKeyClaims {
-        kid: String::new(),
-        license_key: license.key.clone(),
-        computer_id: request.computer_id.clone(),
-        product: license.product.clone(),
-        features: license.features.clone(),
-        expires_at: license.effective_expires_at.clone(),
-        maintenance_expires_at: license.maintenance_expires_at.clone(),
-        issued_at: crate::time::format(now),
-    };
-    let result = if activated.already_active {
-        "ALREADY_ACTIVATED"
-    } else {
-        "ACTIVATED"
-    };
+    let claims = computer_key_claims(license, &request.computer_id, now);
     Ok(ActivateResponse {
-        result: result.into(),
+        result: activation_result(&activated).into(),
         computer_key: state.keyring().issue_computer_key(claims),
         license: ClientLicense::from(license),
         server_time: crate::time::format(now),
         nonce: request.nonce,
     })
+}
+
+/// Returns `ACTIVATED`, or `ALREADY_ACTIVATED` when no new seat was used.
+pub(crate) fn activation_result(activated: &activations::Activated) -> &'static str {
+    if activated.already_active {
+        "ALREADY_ACTIVATED"
+    } else {
+        "ACTIVATED"
+    }
+}
+
+/// Builds the claims of a computer key for `computer_id` on `license`, issued at `now`. The
+/// keyring fills in its key id when it signs them.
+pub(crate) fn computer_key_claims(
+    license: &License,
+    computer_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ComputerKeyClaims {
+    ComputerKeyClaims {
+        kid: String::new(),
+        license_key: license.key.clone(),
+        computer_id: computer_id.to_string(),
+        product: license.product.clone(),
+        features: license.features.clone(),
+        expires_at: license.effective_expires_at.clone(),
+        maintenance_expires_at: license.maintenance_expires_at.clone(),
+        issued_at: crate::time::format(now),
+    }
 }
 
 #[utoipa::path(
@@ -332,10 +363,11 @@ pub async fn release(
         state.require_active()?;
         let now = state.clock.now();
         let actor = client_actor(&addr);
+        let policy = state.config.license_policy();
         let (key, computer_id) = (request.key.clone(), request.computer_id.clone());
         state
             .db
-            .write(move |conn| store::release(conn, &key, &computer_id, &actor, now))
+            .write(move |conn| activations::release(conn, &key, &computer_id, &actor, &policy, now))
             .await
             .map_err(|err: LicenseError| state.error(err))
     }

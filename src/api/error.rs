@@ -60,15 +60,26 @@ impl From<LicenseError> for ApiError {
         let status = match &err {
             LicenseError::NotFound
             | LicenseError::ProductNotFound(_)
-            | LicenseError::TokenNotFound(_) => StatusCode::NOT_FOUND,
-            LicenseError::Revoked | LicenseError::Suspended | LicenseError::Expired(_) => {
-                StatusCode::FORBIDDEN
+            | LicenseError::TokenNotFound(_)
+            | LicenseError::ComputerNotBlocked(_)
+            | LicenseError::LeaseNotFound
+            | LicenseError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            LicenseError::Revoked
+            | LicenseError::Suspended
+            | LicenseError::Expired(_)
+            | LicenseError::ComputerBlocked(_)
+            | LicenseError::TrialUsed { .. } => StatusCode::FORBIDDEN,
+            LicenseError::ActivationLimit { .. } | LicenseError::ReleaseLimit { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             LicenseError::SeatsExhausted { .. }
             | LicenseError::ProductExists(_)
             | LicenseError::ProductInUse(_)
             | LicenseError::KeyExists(_)
-            | LicenseError::NotActivated => StatusCode::CONFLICT,
+            | LicenseError::NotActivated
+            | LicenseError::FloatingLicense
+            | LicenseError::NotFloating
+            | LicenseError::KeyInUse(_) => StatusCode::CONFLICT,
             LicenseError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LicenseError::Db(db) => return ApiError::from(db.clone()),
         };

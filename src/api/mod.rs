@@ -4,14 +4,19 @@
 //! no credentials.
 
 pub mod admin;
+pub mod blocked;
 pub mod client;
+pub mod documents;
 pub mod error;
 pub mod health;
 pub mod import;
+pub mod keys;
 pub mod last_seen;
+pub mod leases;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod rate_limit;
 pub mod replication;
 pub mod routes;
 pub mod status_page;
@@ -44,6 +49,8 @@ pub struct AppState {
     keys: RwLock<(Arc<Keyring>, Arc<TrustedKeys>)>,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
     pub metrics: crate::metrics::http::RequestMetrics,
+    /// Per-address limit on client requests; `None` when `limits.requests_per_minute` is 0.
+    pub rate_limiter: Option<crate::ratelimit::RateLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +69,11 @@ impl AppState {
         snapshots: Arc<crate::snapshot::SnapshotService>,
     ) -> Result<AppState, crate::signing::VerifyError> {
         let trusted = TrustedKeys::from_published(keyring.public_keys())?;
+        let rate_limiter = crate::ratelimit::RateLimiter::new(
+            config.limits.requests_per_minute,
+            config.limits.request_burst,
+            crate::ratelimit::DEFAULT_MAX_TRACKED,
+        );
         Ok(AppState {
             db,
             config,
@@ -71,6 +83,7 @@ impl AppState {
             keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
             snapshots,
             metrics: crate::metrics::http::RequestMetrics::default(),
+            rate_limiter,
         })
     }
 
@@ -117,12 +130,25 @@ impl AppState {
 
 /// Lists every endpoint with its handler.
 pub fn route_table() -> RouteTable {
-    let json_api = RouteTable::default()
+    let client_routes = RouteTable::default()
         .add(Method::POST, "/v1/activate", client::activate)
         .add(Method::POST, "/v1/validate", client::validate)
         .add(Method::POST, "/v1/release", client::release)
+        .add(Method::POST, "/v1/leases/checkout", leases::checkout)
+        .add(Method::POST, "/v1/leases/heartbeat", leases::heartbeat)
+        .add(Method::POST, "/v1/leases/checkin", leases::checkin)
+        .add(Method::POST, "/v1/license-file", documents::license_file)
         .add(Method::GET, "/v1/keys", client::public_keys)
+        .map_router(|router| {
+            router.route_layer(axum::middleware::from_extractor::<
+                rate_limit::ClientRateLimit,
+            >())
+        });
+    let json_api = client_routes
         .merge(admin::routes())
+        .merge(blocked::routes())
+        .merge(documents::routes())
+        .merge(keys::routes())
         .map_router(|router| router.layer(DefaultBodyLimit::max(MAX_JSON_BODY)));
     let operations = RouteTable::default()
         .add(Method::GET, "/healthz", health::healthz)
@@ -158,6 +184,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such endpoint; see the README for the API",
             )
         })
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .layer(axum::Extension(state.clone()));
     observe::layer(router, state)
 }

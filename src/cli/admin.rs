@@ -53,8 +53,12 @@ pub enum LicenseCommand {
         /// permanent, subscription or trial.
         #[arg(long, default_value = "permanent")]
         model: String,
+        /// Activations allowed, or for a floating license concurrent leases.
         #[arg(long, default_value_t = 1)]
         seats: i64,
+        /// Make the license floating: clients check out leases instead of activating.
+        #[arg(long)]
+        floating: bool,
         /// Fixed expiry: YYYY-MM-DD (end of that day, UTC) or an RFC 3339 time.
         #[arg(long)]
         expires: Option<String>,
@@ -165,6 +169,22 @@ pub enum LicenseCommand {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// List the live leases of a floating license.
+    Leases {
+        #[command(flatten)]
+        server: ServerArgs,
+        key: String,
+    },
+    /// Activate from an offline request file and write the signed response file.
+    OfflineActivate {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Request file written by the application (JSON).
+        request: std::path::PathBuf,
+        /// Path of the signed response file to write for the application.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,7 +211,10 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: Option<super::licensing::KeysCommand>,
     /// Base URL of the keyward server.
     #[arg(long, env = "KEYWARD_URL", default_value = "http://127.0.0.1:8470")]
     pub url: String,
@@ -205,6 +228,22 @@ pub async fn request(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let text = request_text(server, method, path, body).await?;
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).with_context(|| format!("invalid JSON from {url}"))
+}
+
+/// Sends an admin request and returns the response body as it arrived, or an error with the
+/// server's code and message.
+pub async fn request_text(
+    server: &ServerArgs,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<String> {
     let token = server.token.as_deref().context(
         "no admin token: set KEYWARD_ADMIN_TOKEN or pass --token (printed at the server's first start)",
     )?;
@@ -228,13 +267,10 @@ pub async fn request(
             detail["message"].as_str().unwrap_or(&text)
         );
     }
-    if text.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).with_context(|| format!("invalid JSON from {url}"))
+    Ok(text)
 }
 
-fn print(value: &Value) -> ExitCode {
+pub fn print(value: &Value) -> ExitCode {
     if !value.is_null() {
         println!(
             "{}",
@@ -248,7 +284,7 @@ fn key_path(key: &str) -> String {
     url_escape(key)
 }
 
-fn url_escape(text: &str) -> String {
+pub fn url_escape(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
@@ -280,6 +316,7 @@ pub async fn license(command: LicenseCommand) -> anyhow::Result<ExitCode> {
             product,
             model,
             seats,
+            floating,
             expires,
             duration_days,
             maintenance,
@@ -291,7 +328,8 @@ pub async fn license(command: LicenseCommand) -> anyhow::Result<ExitCode> {
             notes,
         } => {
             let body = json!({
-                "product": product, "model": model, "seats": seats, "expires_at": expires,
+                "product": product, "model": model, "seats": seats, "floating": floating,
+                "expires_at": expires,
                 "duration_days": duration_days, "maintenance_expires_at": maintenance,
                 "features": if features.is_empty() { None } else { Some(features) },
                 "customer_name": customer_name, "customer_email": email,
@@ -371,6 +409,15 @@ pub async fn license(command: LicenseCommand) -> anyhow::Result<ExitCode> {
             );
             request(&server, Method::POST, &path, None).await?
         }
+        C::Leases { server, key } => {
+            let path = format!("/v1/admin/licenses/{}/leases", key_path(&key));
+            request(&server, Method::GET, &path, None).await?
+        }
+        C::OfflineActivate {
+            server,
+            request,
+            out,
+        } => return super::licensing::offline_activate(&server, &request, &out).await,
     };
     Ok(print(&value))
 }
@@ -406,7 +453,11 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     Ok(print(&value))
 }
 
+/// Prints the published public keys, or runs a key management subcommand.
 pub async fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    if let Some(command) = args.command {
+        return super::licensing::keys(command).await;
+    }
     let url = format!("{}/v1/keys", args.url.trim_end_matches('/'));
     let value: Value = reqwest::get(&url)
         .await

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod import;
+mod licensing;
 mod redirect;
 mod replication;
 
@@ -48,8 +49,11 @@ enum Command {
     /// Manage admin tokens on a running server.
     #[command(subcommand)]
     Token(admin::TokenCommand),
-    /// Print the public keys that verify signed responses.
+    /// Print the public keys that verify signed responses, or manage signing keys.
     Keys(admin::KeysArgs),
+    /// Block, unblock and list computer IDs on a running server.
+    #[command(subcommand)]
+    Computer(licensing::ComputerCommand),
     /// Take a snapshot now (on a running server, or on --data-dir).
     Snapshot(replication::SnapshotArgs),
     /// Ship the newest snapshot to the peer now.
@@ -211,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(command) => admin::license(command).await,
         Command::Token(command) => admin::token(command).await,
         Command::Keys(args) => admin::keys(args).await,
+        Command::Computer(command) => licensing::computer(command).await,
         Command::Snapshot(args) => replication::snapshot(args).await,
         Command::Ship(server) => replication::simple_post(server, "/v1/admin/ship").await,
         Command::Restore(args) => replication::restore(args).await,

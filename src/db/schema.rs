@@ -10,7 +10,8 @@ pub const APPLICATION_ID: i32 = 0x4b57_5244;
 
 /// Migrations in order. Migration `i` (0-based) moves the schema from version `i` to `i + 1`.
 /// A migration is never edited once released: add a new one instead.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE database_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     database_id TEXT NOT NULL,
@@ -103,7 +104,54 @@ CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-"#];
+"#,
+    // Floating licenses and their leases, who released an activation (release limits count
+    // client releases only), trial use per computer (filled from existing trial activations),
+    // and blocked computers.
+    r#"
+ALTER TABLE licenses ADD COLUMN floating INTEGER NOT NULL DEFAULT 0 CHECK (floating IN (0, 1));
+
+ALTER TABLE activations ADD COLUMN released_by TEXT CHECK (released_by IN ('client', 'admin'));
+
+CREATE INDEX activations_computer ON activations(computer_id, activated_at);
+CREATE INDEX activations_released ON activations(license_id, released_at);
+
+CREATE TABLE leases (
+    id INTEGER PRIMARY KEY,
+    lease_id TEXT NOT NULL UNIQUE,
+    license_id INTEGER NOT NULL REFERENCES licenses(id) ON DELETE CASCADE,
+    computer_id TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    checked_out_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+) STRICT;
+
+CREATE UNIQUE INDEX leases_computer ON leases(license_id, computer_id);
+CREATE INDEX leases_expiry ON leases(expires_at);
+
+CREATE TABLE trial_uses (
+    product_id INTEGER NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    computer_id TEXT NOT NULL,
+    license_key TEXT NOT NULL,
+    first_activated_at TEXT NOT NULL,
+    PRIMARY KEY (product_id, computer_id, license_key)
+) STRICT;
+
+INSERT INTO trial_uses (product_id, computer_id, license_key, first_activated_at)
+SELECT l.product_id, a.computer_id, l.license_key, min(a.activated_at)
+FROM activations a JOIN licenses l ON l.id = a.license_id
+WHERE l.model = 'trial'
+GROUP BY l.product_id, a.computer_id, l.license_key;
+
+CREATE TABLE blocked_computers (
+    computer_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    blocked_at TEXT NOT NULL,
+    blocked_by TEXT NOT NULL
+) STRICT;
+"#,
+];
 
 /// Schema version this build writes and serves.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

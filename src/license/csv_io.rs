@@ -1,7 +1,9 @@
 //! License import and export as CSV.
 //!
 //! Columns, in this order, with a header row:
-//! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes`
+//! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes,floating`
+//!
+//! The last column, `floating` (`true` or `false`), may be left out of the header entirely.
 //!
 //! - `key` is optional on import: empty generates a new key, a value keeps that key.
 //! - `model` is `permanent`, `subscription` or `trial`; `seats` defaults to 1 when empty.
@@ -18,7 +20,7 @@ use super::store::{self, NewLicense};
 use super::{LicenseError, Model, products};
 
 /// The header row, in column order.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 14] = [
     "key",
     "product",
     "model",
@@ -32,6 +34,7 @@ pub const COLUMNS: [&str; 13] = [
     "customer_company",
     "order_ref",
     "notes",
+    "floating",
 ];
 
 /// Rows reported at most in one failed import; the rest are counted.
@@ -73,13 +76,9 @@ fn optional(text: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
-fn parse_row(record: &csv::StringRecord) -> Result<NewLicense, String> {
-    if record.len() != COLUMNS.len() {
-        return Err(format!(
-            "has {} columns, expected {}",
-            record.len(),
-            COLUMNS.len()
-        ));
+fn parse_row(record: &csv::StringRecord, columns: usize) -> Result<NewLicense, String> {
+    if record.len() != columns {
+        return Err(format!("has {} columns, expected {columns}", record.len()));
     }
     let field = |index: usize| record.get(index).unwrap_or("");
     let model = Model::parse(field(2).trim()).ok_or_else(|| {
@@ -108,6 +107,11 @@ fn parse_row(record: &csv::StringRecord) -> Result<NewLicense, String> {
         .map(str::to_string)
         .collect();
     Ok(NewLicense {
+        floating: match field(13).trim() {
+            "" | "false" => false,
+            "true" => true,
+            other => return Err(format!("floating {other:?} is not true or false")),
+        },
         key: optional(field(0)),
         product: field(1).trim().to_string(),
         model,
@@ -141,9 +145,9 @@ pub fn import(
         .headers()
         .map_err(|err| ImportError::Csv(err.to_string()))?
         .clone();
-    let expected: Vec<&str> = COLUMNS.to_vec();
     let found: Vec<&str> = headers.iter().map(str::trim).collect();
-    if found != expected {
+    let columns = found.len();
+    if found != COLUMNS[..columns.min(COLUMNS.len())] || columns < COLUMNS.len() - 1 {
         return Err(ImportError::Csv(format!(
             "header must be exactly: {}; found: {}",
             COLUMNS.join(","),
@@ -162,7 +166,7 @@ pub fn import(
             .unwrap_or(index as u64 + 2);
         match record
             .map_err(|err| err.to_string())
-            .and_then(|record| parse_row(&record))
+            .and_then(|record| parse_row(&record, columns))
         {
             Ok(row) => rows.push((line, row)),
             Err(message) => errors.push(RowError { line, message }),
@@ -266,6 +270,7 @@ pub fn export(conn: &Connection, out: &mut impl std::io::Write) -> Result<usize,
                     license.customer_company.as_str(),
                     license.order_ref.as_str(),
                     license.notes.as_str(),
+                    if license.floating { "true" } else { "false" },
                 ])
                 .map_err(io_error)?;
             count += 1;

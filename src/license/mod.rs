@@ -2,12 +2,18 @@
 //! audit log. Functions here take a `rusqlite::Connection` and the current time, so they run the
 //! same inside the writer thread, a reader, or a test.
 
+pub mod activations;
 pub mod audit;
+pub mod blocked;
 pub mod csv_io;
 pub mod input;
+pub mod leases;
+pub mod limits;
 pub mod products;
+pub mod signing_keys;
 pub mod store;
 pub mod tokens;
+pub mod trials;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -87,7 +93,11 @@ pub struct License {
     pub key: String,
     pub product: String,
     pub model: Model,
+    /// Concurrent use: seats limit live leases instead of activations.
+    pub floating: bool,
     pub seats: i64,
+    /// Live activations, or for a floating license the stored leases. Expired leases count here
+    /// until they are reclaimed (at the next checkout or every `leases.reclaim_every`).
     pub seats_used: i64,
     /// Fixed expiry date, if any.
     pub expires_at: Option<String>,
@@ -134,6 +144,42 @@ pub enum LicenseError {
     SeatsExhausted { seats: i64 },
     #[error("license is not activated on this computer")]
     NotActivated,
+    #[error("computer {0:?} is blocked from using licenses; contact the vendor")]
+    ComputerBlocked(String),
+    #[error("computer {0:?} is not blocked")]
+    ComputerNotBlocked(String),
+    #[error(
+        "this computer already used {limit} trial license(s) of product {product:?}; \
+         buy a license to continue"
+    )]
+    TrialUsed { product: String, limit: i64 },
+    #[error(
+        "this computer made {limit} activations in the last 24 hours, the maximum \
+         (limits.activations_per_computer_per_day); retry after {retry_at}"
+    )]
+    ActivationLimit { limit: i64, retry_at: String },
+    #[error(
+        "this license was released {limit} times within limits.release_period, the maximum \
+         (limits.releases_per_seat times its seats); retry after {retry_at} or ask the vendor \
+         to release it"
+    )]
+    ReleaseLimit { limit: i64, retry_at: String },
+    #[error(
+        "this license is floating; check out a lease with POST /v1/leases/checkout instead \
+         of activating it"
+    )]
+    FloatingLicense,
+    #[error("this license is not floating; activate it with POST /v1/activate")]
+    NotFloating,
+    #[error("lease not found for this license; check out a new lease")]
+    LeaseNotFound,
+    #[error("signing key {0:?} not found; list keys with `keyward keys list`")]
+    KeyNotFound(String),
+    #[error(
+        "signing key {0:?} is the current signing key; run `keyward keys rotate` first, then \
+         retire it"
+    )]
+    KeyInUse(String),
     #[error("product {0:?} not found; list products with `keyward product list`")]
     ProductNotFound(String),
     #[error("product {0:?} already exists")]
@@ -176,6 +222,16 @@ impl LicenseError {
             LicenseError::Expired(_) => "EXPIRED",
             LicenseError::SeatsExhausted { .. } => "SEATS_EXHAUSTED",
             LicenseError::NotActivated => "NOT_ACTIVATED",
+            LicenseError::ComputerBlocked(_) => "COMPUTER_BLOCKED",
+            LicenseError::ComputerNotBlocked(_) => "COMPUTER_NOT_BLOCKED",
+            LicenseError::TrialUsed { .. } => "TRIAL_USED",
+            LicenseError::ActivationLimit { .. } => "ACTIVATION_LIMIT",
+            LicenseError::ReleaseLimit { .. } => "RELEASE_LIMIT",
+            LicenseError::FloatingLicense => "FLOATING_LICENSE",
+            LicenseError::NotFloating => "NOT_FLOATING",
+            LicenseError::LeaseNotFound => "LEASE_NOT_FOUND",
+            LicenseError::KeyNotFound(_) => "KEY_NOT_FOUND",
+            LicenseError::KeyInUse(_) => "KEY_IN_USE",
             LicenseError::ProductNotFound(_) => "PRODUCT_NOT_FOUND",
             LicenseError::ProductExists(_) => "PRODUCT_EXISTS",
             LicenseError::ProductInUse(_) => "PRODUCT_IN_USE",

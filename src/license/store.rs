@@ -1,10 +1,10 @@
-//! Licenses and activations.
+//! Licenses: creation, changes, status, renewal, search and the checks of whether one is usable.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 
-use super::{Activation, License, LicenseError, Model, Status, audit, input, products};
+use super::{License, LicenseError, Model, Status, audit, input, products};
 use crate::keys::LicenseKey;
 
 /// Fields of a new license.
@@ -13,6 +13,10 @@ use crate::keys::LicenseKey;
 pub struct NewLicense {
     pub product: String,
     pub model: Model,
+    /// Concurrent use through leases instead of activations. Fixed when the license is created.
+    #[serde(default)]
+    pub floating: bool,
+    /// Activations allowed, or for a floating license concurrent leases.
     #[serde(default = "one")]
     pub seats: i64,
     pub expires_at: Option<String>,
@@ -71,7 +75,11 @@ const SELECT: &str = "SELECT l.id, l.license_key, p.code, l.model, l.seats, l.ex
     l.duration_days, l.first_activated_at, l.maintenance_expires_at, l.features, \
     l.customer_name, l.customer_email, l.customer_company, l.order_ref, l.notes, l.status, \
     l.created_at, l.updated_at, \
-    (SELECT count(*) FROM activations a WHERE a.license_id = l.id AND a.released_at IS NULL) \
+    CASE WHEN l.floating = 1 \
+        THEN (SELECT count(*) FROM leases s WHERE s.license_id = l.id) \
+        ELSE (SELECT count(*) FROM activations a WHERE a.license_id = l.id AND a.released_at IS NULL) \
+    END, \
+    l.floating \
     FROM licenses l JOIN products p ON p.id = l.product_id";
 
 /// A license row together with its row id.
@@ -99,6 +107,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             key: LicenseKey::parse(&key).map(|k| k.grouped()).unwrap_or(key),
             product: row.get(2)?,
             model: Model::parse(&model).unwrap_or(Model::Permanent),
+            floating: row.get(19)?,
             seats: row.get(4)?,
             seats_used: row.get(18)?,
             expires_at,
@@ -214,6 +223,12 @@ pub fn create(
             "a trial license needs duration_days or expires_at",
         ));
     }
+    if new.model == Model::Trial && new.floating {
+        return Err(LicenseError::invalid(
+            "floating",
+            "a trial license cannot be floating, because trial use is counted per computer",
+        ));
+    }
     let key = match &new.key {
         Some(text) => {
             LicenseKey::parse(text).map_err(|err| LicenseError::invalid("key", format!("{err}")))?
@@ -234,8 +249,8 @@ pub fn create(
     conn.execute(
         "INSERT INTO licenses (license_key, product_id, model, seats, expires_at, duration_days, \
          maintenance_expires_at, features, customer_name, customer_email, customer_company, \
-         order_ref, notes, status, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'active', ?14, ?14)",
+         order_ref, notes, status, created_at, updated_at, floating) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'active', ?14, ?14, ?15)",
         params![
             key.as_str(),
             product_id,
@@ -251,6 +266,7 @@ pub fn create(
             input::text("order_ref", &new.order_ref, 200, false)?,
             input::text("notes", &new.notes, 4000, true)?,
             now,
+            new.floating,
         ],
     )?;
     audit::record(
@@ -259,7 +275,12 @@ pub fn create(
         actor,
         "license.create",
         &key.grouped(),
-        serde_json::json!({"product": new.product, "model": new.model, "seats": seats}),
+        serde_json::json!({
+            "product": new.product,
+            "model": new.model,
+            "floating": new.floating,
+            "seats": seats,
+        }),
     )?;
     Ok(find_canonical(conn, key.as_str())?.license)
 }
@@ -345,7 +366,7 @@ fn apply_patch(
     Ok(find_by_id(conn, row.id)?.license)
 }
 
-fn find_by_id(conn: &Connection, id: i64) -> Result<Row, LicenseError> {
+pub(super) fn find_by_id(conn: &Connection, id: i64) -> Result<Row, LicenseError> {
     let sql = format!("{SELECT} WHERE l.id = ?1");
     conn.query_row(&sql, [id], from_row)
         .optional()?
@@ -476,14 +497,6 @@ pub fn page_by_id(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<Ro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Result of an activation.
-#[derive(Debug, Clone)]
-pub struct Activated {
-    pub license: License,
-    /// True when this computer already held an activation (no extra seat was used).
-    pub already_active: bool,
-}
-
 /// Reports why a license cannot be used now, in the order validation checks them.
 pub fn check_usable(license: &License, now: DateTime<Utc>) -> Result<(), LicenseError> {
     match license.status {
@@ -497,143 +510,6 @@ pub fn check_usable(license: &License, now: DateTime<Utc>) -> Result<(), License
             .unwrap_or(false)
     {
         return Err(LicenseError::Expired(expiry.to_string()));
-    }
-    Ok(())
-}
-
-/// Activates a license on a computer. Activating the same computer again is idempotent.
-pub fn activate(
-    conn: &Connection,
-    key: &str,
-    computer_id: &str,
-    computer_name: &str,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<Activated, LicenseError> {
-    let computer_id = input::identifier("computer_id", computer_id, 256)?;
-    let computer_name = input::text("computer_name", computer_name, 256, false)?;
-    let row = find(conn, key)?;
-    let license = row.license;
-    check_usable(&license, now)?;
-
-    let existing: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM activations WHERE license_id = ?1 AND computer_id = ?2 AND released_at IS NULL",
-            (row.id, &computer_id),
-            |r| r.get(0),
-        )
-        .optional()?;
-    if existing.is_some() {
-        return Ok(Activated {
-            license,
-            already_active: true,
-        });
-    }
-    if license.seats_used >= license.seats {
-        return Err(LicenseError::SeatsExhausted {
-            seats: license.seats,
-        });
-    }
-
-    let now_text = crate::time::format(now);
-    conn.execute(
-        "INSERT INTO activations (license_id, computer_id, computer_name, client_addr, activated_at, last_seen_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        (row.id, &computer_id, &computer_name, actor.strip_prefix("client:").unwrap_or(actor), &now_text),
-    )?;
-    conn.execute(
-        "UPDATE licenses SET first_activated_at = coalesce(first_activated_at, ?2) WHERE id = ?1",
-        (row.id, &now_text),
-    )?;
-    let detail = serde_json::json!({"computer_id": computer_id, "computer_name": computer_name});
-    audit::record(
-        conn,
-        &now_text,
-        actor,
-        "activation.create",
-        &license.key,
-        detail,
-    )?;
-    Ok(Activated {
-        license: find_by_id(conn, row.id)?.license,
-        already_active: false,
-    })
-}
-
-/// Releases the activation of a computer, freeing its seat.
-pub fn release(
-    conn: &Connection,
-    key: &str,
-    computer_id: &str,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<License, LicenseError> {
-    let row = find(conn, key)?;
-    let now_text = crate::time::format(now);
-    let changed = conn.execute(
-        "UPDATE activations SET released_at = ?3 \
-         WHERE license_id = ?1 AND computer_id = ?2 AND released_at IS NULL",
-        (row.id, computer_id, &now_text),
-    )?;
-    if changed == 0 {
-        return Err(LicenseError::NotActivated);
-    }
-    let action = if actor.starts_with("admin:") {
-        "activation.force_release"
-    } else {
-        "activation.release"
-    };
-    let detail = serde_json::json!({"computer_id": computer_id});
-    audit::record(conn, &now_text, actor, action, &row.license.key, detail)?;
-    Ok(find_by_id(conn, row.id)?.license)
-}
-
-/// Returns whether a computer holds a live activation of the license with row id `license_id`.
-pub fn is_activated(
-    conn: &Connection,
-    license_id: i64,
-    computer_id: &str,
-) -> Result<bool, LicenseError> {
-    let found: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM activations WHERE license_id = ?1 AND computer_id = ?2 AND released_at IS NULL",
-        )?
-        .query_row((license_id, computer_id), |row| row.get(0))
-        .optional()?;
-    Ok(found.is_some())
-}
-
-/// Lists the activations of a license, live ones first.
-pub fn activations(conn: &Connection, key: &str) -> Result<Vec<Activation>, LicenseError> {
-    let row = find(conn, key)?;
-    let mut stmt = conn.prepare(
-        "SELECT computer_id, computer_name, client_addr, activated_at, released_at, last_seen_at \
-         FROM activations WHERE license_id = ?1 ORDER BY released_at IS NOT NULL, id",
-    )?;
-    let rows = stmt.query_map([row.id], |r| {
-        Ok(Activation {
-            computer_id: r.get(0)?,
-            computer_name: r.get(1)?,
-            client_addr: r.get(2)?,
-            activated_at: r.get(3)?,
-            released_at: r.get(4)?,
-            last_seen_at: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Stores buffered last-contact times: `(license row id, computer id, time)`.
-pub fn record_last_seen(
-    conn: &Connection,
-    seen: &[(i64, String, String)],
-) -> Result<(), LicenseError> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE activations SET last_seen_at = max(coalesce(last_seen_at, ''), ?3) \
-         WHERE license_id = ?1 AND computer_id = ?2 AND released_at IS NULL",
-    )?;
-    for (license_id, computer_id, at) in seen {
-        stmt.execute((license_id, computer_id, at))?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::{License, LicenseError, store};
+use super::{License, LicenseError, activations, blocked, leases, store};
 use crate::signing::TrustedKeys;
 
 /// The outcome of a validation. Exactly one code is returned, the first that applies in this
@@ -14,6 +14,7 @@ use crate::signing::TrustedKeys;
 pub enum ValidationCode {
     Valid,
     NotFound,
+    ComputerBlocked,
     Revoked,
     Suspended,
     Expired,
@@ -22,7 +23,8 @@ pub enum ValidationCode {
     ComputerMismatch,
 }
 
-/// What a validation returns: the code, and the license details unless the key was not found.
+/// The result of a validation: the code, and the license details unless the key was not found
+/// or the computer is blocked.
 #[derive(Debug, Clone)]
 pub struct Validation {
     pub code: ValidationCode,
@@ -53,12 +55,26 @@ pub fn validate(
         }
         Err(err) => return Err(err),
     };
+    if blocked::is_blocked(conn, computer_id)? {
+        return Ok(Validation {
+            code: ValidationCode::ComputerBlocked,
+            license: None,
+            license_id: None,
+        });
+    }
     let code = match store::check_usable(&row.license, now) {
         Err(LicenseError::Revoked) => ValidationCode::Revoked,
         Err(LicenseError::Suspended) => ValidationCode::Suspended,
         Err(LicenseError::Expired(_)) => ValidationCode::Expired,
         Err(err) => return Err(err),
-        Ok(()) => check_binding(conn, &row, computer_id, product, computer_key, trusted)?,
+        Ok(()) => {
+            let binding = Binding {
+                computer_id,
+                product,
+                computer_key,
+            };
+            check_binding(conn, &row, &binding, trusted, now)?
+        }
     };
     Ok(Validation {
         code,
@@ -67,23 +83,39 @@ pub fn validate(
     })
 }
 
+/// The computer, product and computer key that a validation checks besides the license key.
+struct Binding<'a> {
+    computer_id: &'a str,
+    product: Option<&'a str>,
+    computer_key: Option<&'a str>,
+}
+
+/// Checks the product, then that the computer holds a live activation (or, for a floating
+/// license, a live lease), then the computer key when one is given.
 fn check_binding(
     conn: &Connection,
     row: &store::Row,
-    computer_id: &str,
-    product: Option<&str>,
-    computer_key: Option<&str>,
+    binding: &Binding<'_>,
     trusted: &TrustedKeys,
+    now: DateTime<Utc>,
 ) -> Result<ValidationCode, LicenseError> {
-    if product.is_some_and(|product| product != row.license.product) {
+    if binding
+        .product
+        .is_some_and(|product| product != row.license.product)
+    {
         return Ok(ValidationCode::ProductMismatch);
     }
-    if !store::is_activated(conn, row.id, computer_id)? {
+    let bound = if row.license.floating {
+        leases::holds_lease(conn, row.id, binding.computer_id, now)?
+    } else {
+        activations::is_activated(conn, row.id, binding.computer_id)?
+    };
+    if !bound {
         return Ok(ValidationCode::NotActivated);
     }
-    if let Some(token) = computer_key {
+    if let Some(token) = binding.computer_key {
         let matches = trusted.verify_computer_key(token).is_ok_and(|claims| {
-            claims.computer_id == computer_id && claims.license_key == row.license.key
+            claims.computer_id == binding.computer_id && claims.license_key == row.license.key
         });
         if !matches {
             return Ok(ValidationCode::ComputerMismatch);

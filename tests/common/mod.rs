@@ -19,7 +19,7 @@ pub const ADMIN_TOKEN: &str =
 /// A peer secret for tests.
 pub const PEER_SECRET: &str = "test-peer-secret-0123456789";
 
-/// Returns a default config for a data directory, with snapshots disabled.
+/// Returns a default config for a data directory, with snapshots and the rate limit disabled.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::default();
     config.data_dir = data_dir.to_path_buf();
@@ -27,6 +27,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.bootstrap_admin_token = keyward::config::Secret(ADMIN_TOKEN.into());
     config.snapshot.every = String::new();
     config.validation.last_seen_flush = "100ms".into();
+    // Every test client connects from 127.0.0.1, so the per-address rate limit stays off unless
+    // a test turns it on.
+    config.limits.requests_per_minute = 0;
     config
 }
 

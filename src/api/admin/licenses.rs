@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::{Admin, mutate, now_text, query};
 use crate::api::{ApiError, ApiJson, ApiPath, AppState};
-use crate::license::Status;
 use crate::license::store::{self, LicensePatch, LicenseQuery, NewLicense};
+use crate::license::{Status, activations, leases};
 
 #[utoipa::path(
     get, path = "/v1/admin/licenses", tag = "admin", security(("admin_token" = [])),
@@ -233,7 +233,7 @@ pub(super) async fn list_activations(
     _admin: Admin,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Vec<crate::license::Activation>>, ApiError> {
-    query(&state, |conn| store::activations(conn, &key))
+    query(&state, |conn| activations::activations(conn, &key))
         .await
         .map(Json)
 }
@@ -257,9 +257,26 @@ pub(super) async fn force_release(
     ApiPath((key, computer_id)): ApiPath<(String, String)>,
 ) -> Result<Json<crate::license::License>, ApiError> {
     let now = state.clock.now();
+    let policy = state.config.license_policy();
     mutate(&state, move |conn| {
-        store::release(conn, &key, &computer_id, &admin.actor, now)
+        activations::release(conn, &key, &computer_id, &admin.actor, &policy, now)
     })
     .await
     .map(Json)
+}
+
+#[utoipa::path(
+    get, path = "/v1/admin/licenses/{key}/leases", tag = "admin", security(("admin_token" = [])),
+    params(("key" = String, Path, description = "License key")),
+    responses((status = 200, description = "Leases of a floating license"))
+)]
+pub(super) async fn list_leases(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<Vec<leases::Lease>>, ApiError> {
+    let now = state.clock.now();
+    query(&state, |conn| leases::list(conn, &key, now))
+        .await
+        .map(Json)
 }

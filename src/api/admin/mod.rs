@@ -126,6 +126,11 @@ pub fn routes() -> RouteTable {
             "/v1/admin/licenses/{key}/activations/{computer_id}/release",
             licenses::force_release,
         )
+        .add(
+            Method::GET,
+            "/v1/admin/licenses/{key}/leases",
+            licenses::list_leases,
+        )
         .add(Method::GET, "/v1/admin/audit", audit::list_audit)
         .add(Method::GET, "/v1/admin/tokens", tokens::list_tokens)
         .add(Method::POST, "/v1/admin/tokens", tokens::create_token)
@@ -136,12 +141,12 @@ pub fn routes() -> RouteTable {
         )
 }
 
-fn now_text(state: &AppState) -> String {
+pub(super) fn now_text(state: &AppState) -> String {
     crate::time::format(state.clock.now())
 }
 
 /// Runs a mutation through the writer after checking that this site is active.
-async fn mutate<T: Send + 'static>(
+pub(super) async fn mutate<T: Send + 'static>(
     state: &AppState,
     job: impl FnOnce(&rusqlite::Connection) -> Result<T, LicenseError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -150,7 +155,7 @@ async fn mutate<T: Send + 'static>(
 }
 
 /// Runs a read on a pooled connection.
-async fn query<T>(
+pub(super) async fn query<T>(
     state: &AppState,
     job: impl FnOnce(&rusqlite::Connection) -> Result<T, LicenseError>,
 ) -> Result<T, ApiError> {

@@ -1,0 +1,72 @@
+//! Admin endpoints for the signing keys: list, rotate and retire. After a change the server
+//! reloads its keyring, so the next response is signed and verified with the new set.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+
+use super::routes::RouteTable;
+
+use super::admin::{Admin, mutate, now_text, query};
+use super::{ApiError, ApiPath, AppState};
+use crate::license::signing_keys::{self, SigningKeyInfo};
+
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .add(Method::GET, "/v1/admin/keys", list_keys)
+        .add(Method::POST, "/v1/admin/keys/rotate", rotate_key)
+        .add(Method::POST, "/v1/admin/keys/{kid}/retire", retire_key)
+}
+
+#[utoipa::path(
+    get, path = "/v1/admin/keys", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "Every signing key, current and retired"))
+)]
+pub async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<Vec<SigningKeyInfo>>, ApiError> {
+    query(&state, signing_keys::list).await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/v1/admin/keys/rotate", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The new signing key, now in use"))
+)]
+pub async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+) -> Result<(StatusCode, Json<Vec<SigningKeyInfo>>), ApiError> {
+    let now = now_text(&state);
+    let kid = mutate(&state, move |conn| {
+        signing_keys::rotate(conn, &admin.actor, &now)
+    })
+    .await?;
+    state.reload_keys().await?;
+    tracing::info!(key.kid = %kid, "signing key rotated");
+    let keys = query(&state, signing_keys::list).await?;
+    Ok((StatusCode::CREATED, Json(keys)))
+}
+
+#[utoipa::path(
+    post, path = "/v1/admin/keys/{kid}/retire", tag = "admin", security(("admin_token" = [])),
+    params(("kid" = String, Path, description = "Signing key id")),
+    responses((status = 200, description = "The retired key; the current key cannot be retired (KEY_IN_USE)"))
+)]
+pub async fn retire_key(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+    ApiPath(kid): ApiPath<String>,
+) -> Result<Json<Vec<SigningKeyInfo>>, ApiError> {
+    let now = now_text(&state);
+    let retired = kid.clone();
+    mutate(&state, move |conn| {
+        signing_keys::retire(conn, &retired, &admin.actor, &now)
+    })
+    .await?;
+    state.reload_keys().await?;
+    tracing::info!(key.kid = %kid, "signing key retired");
+    query(&state, signing_keys::list).await.map(Json)
+}

@@ -1,0 +1,103 @@
+//! Rotation and retirement of the Ed25519 signing keys stored in `signing_keys`.
+//!
+//! The newest key that is not retired signs, and every key that is not retired is published and
+//! verifies. Retiring a key stops both, so responses, computer keys and license files it signed
+//! no longer verify with the published keys. After a change the server must reload its keyring.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::{LicenseError, audit};
+use crate::signing::Keyring;
+
+/// A signing key as the admin API lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    /// Base64 (standard alphabet) of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+    /// True for the key that signs now.
+    pub current: bool,
+}
+
+/// Lists every signing key, retired ones included, oldest first.
+pub fn list(conn: &Connection) -> Result<Vec<SigningKeyInfo>, LicenseError> {
+    use base64::Engine;
+    let current = current_kid(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT kid, public_key, created_at, retired_at FROM signing_keys \
+         ORDER BY created_at, rowid",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let kid: String = row.get(0)?;
+        let public_key: Vec<u8> = row.get(1)?;
+        Ok(SigningKeyInfo {
+            current: current.as_deref() == Some(kid.as_str()),
+            kid,
+            public_key: base64::engine::general_purpose::STANDARD.encode(public_key),
+            created_at: row.get(2)?,
+            retired_at: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Adds a new signing key that becomes current, and returns its id. Its `created_at` is `now`,
+/// or the newest key's `created_at` when the clock reads earlier, so that it sorts as the
+/// newest either way.
+pub fn rotate(conn: &Connection, actor: &str, now: &str) -> Result<String, LicenseError> {
+    let newest: Option<String> = conn.query_row(
+        "SELECT max(created_at) FROM signing_keys WHERE retired_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    let created_at = match newest {
+        Some(newest) if newest.as_str() > now => newest,
+        _ => now.to_string(),
+    };
+    let kid = Keyring::add_key_at(conn, &created_at)?;
+    audit::record(conn, now, actor, "key.rotate", &kid, serde_json::json!({}))?;
+    Ok(kid)
+}
+
+/// Retires signing key `kid`, so that it is no longer published or trusted. Fails with
+/// `KEY_IN_USE` for the current key and `KEY_NOT_FOUND` for an unknown one. Retiring a retired
+/// key changes nothing.
+pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<(), LicenseError> {
+    let retired_at: Option<Option<String>> = conn
+        .query_row(
+            "SELECT retired_at FROM signing_keys WHERE kid = ?1",
+            [kid],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match retired_at {
+        None => return Err(LicenseError::KeyNotFound(kid.to_string())),
+        Some(Some(_)) => return Ok(()),
+        Some(None) => {}
+    }
+    if current_kid(conn)?.as_deref() == Some(kid) {
+        return Err(LicenseError::KeyInUse(kid.to_string()));
+    }
+    conn.execute(
+        "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1",
+        (kid, now),
+    )?;
+    audit::record(conn, now, actor, "key.retire", kid, serde_json::json!({}))?;
+    Ok(())
+}
+
+/// Returns the id of the key that signs: the newest that is not retired, in the order
+/// [`Keyring::load`] uses.
+fn current_kid(conn: &Connection) -> Result<Option<String>, LicenseError> {
+    Ok(conn
+        .query_row(
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL \
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
