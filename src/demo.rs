@@ -274,6 +274,8 @@ pub async fn run(size: DemoSize) -> anyhow::Result<usize> {
             ("KEYWARD_PEER_MAX_BACKOFF", "1s".into()),
             ("KEYWARD_BOOTSTRAP_ADMIN_TOKEN", drill.token.clone()),
             ("KEYWARD_SNAPSHOT_EVERY", String::new()),
+            // Every drill client shares 127.0.0.1, so the per-address limit would throttle them.
+            ("KEYWARD_LIMITS_REQUESTS_PER_MINUTE", "0".into()),
         ]
     };
     let (primary_env, dr_env) = (env_for(&primary, &dr), env_for(&dr, &primary));
