@@ -20,11 +20,8 @@ pub struct BlockedComputer {
 /// Returns whether `computer_id` is blocked.
 pub fn is_blocked(conn: &Connection, computer_id: &str) -> Result<bool, LicenseError> {
     let found: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM blocked_computers WHERE computer_id = ?1",
-            [computer_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT 1 FROM blocked_computers WHERE computer_id = ?1")?
+        .query_row([computer_id], |row| row.get(0))
         .optional()?;
     Ok(found.is_some())
 }
