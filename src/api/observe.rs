@@ -37,8 +37,15 @@ pub struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = crate::ids::random_hex(16);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        // A random prefix drawn once per process and a counter: unique, and no system call for
+        // randomness on every request.
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| crate::ids::random_hex(8));
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{prefix}{count:016x}"))
+            .ok()
+            .map(RequestId::new)
     }
 }
 

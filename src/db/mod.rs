@@ -161,6 +161,10 @@ impl Db {
     }
 
     async fn enter(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, DbError> {
+        // Fast path: no swap is waiting, so no timer is needed.
+        if let Ok(guard) = self.gate.try_read() {
+            return Ok(guard);
+        }
         tokio::time::timeout(self.gate_timeout, self.gate.read())
             .await
             .map_err(|_| DbError::Busy)
