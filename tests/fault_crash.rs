@@ -1,5 +1,5 @@
 //! SIGKILL during a migration and during a CSV import: after a restart the database passes
-//! `PRAGMA integrity_check`, starts cleanly and holds either all of a write job or none of it.
+//! `PRAGMA integrity_check`, starts cleanly and contains either all of a write job or none of it.
 
 mod common;
 
@@ -106,7 +106,7 @@ fn crash_before_import_commits() {
     }
     let url = site.url.clone();
     let importer = std::thread::spawn(move || {
-        // The request never gets an answer: the server is killed while it waits.
+        // The request gets no response because the server is killed while it waits.
         let _ = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

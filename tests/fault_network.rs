@@ -1,5 +1,5 @@
 //! Network faults between a primary and its DR, injected by a loopback proxy that this test
-//! owns: a sender killed mid-stream, a connection cut mid-upload, a peer that answers 500 and a
+//! owns: a sender killed mid-stream, a connection cut mid-upload, a peer that returns 500 and a
 //! slow link. The DR must never swap in a partial snapshot, must clean up its temp upload, and
 //! shipping must recover once the fault is gone.
 
@@ -136,7 +136,7 @@ fn forward(mut client: TcpStream, mut server: TcpStream, fault: Fault) {
     let _ = server.shutdown(Shutdown::Both);
 }
 
-/// A peer that answers every request with HTTP 500.
+/// Starts a peer that returns HTTP 500 to every request.
 fn start_failing_peer() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
@@ -157,7 +157,7 @@ fn start_failing_peer() -> SocketAddr {
     address
 }
 
-/// A blocking HTTP client; installs the rustls crypto provider that reqwest needs first.
+/// Builds a blocking HTTP client after installing the rustls crypto provider it needs.
 fn blocking_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::new()
@@ -333,7 +333,7 @@ fn shipping_recovers_from_network_faults() {
     );
     assert_eq!(validate_code(&dr.url, &cut_key), "NOT_ACTIVATED");
 
-    // A peer that answers 500: retried until the real DR is back behind the proxy.
+    // A peer that returns 500: retried until the real DR is back behind the proxy.
     proxy.set_upstream(start_failing_peer());
     let failed_before = count_in_log(&primary, RETRY);
     let error_key = runtime.block_on(seed_license(&primary.url, 1));

@@ -52,7 +52,7 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A blocking HTTP client; installs the rustls crypto provider that reqwest needs first.
+/// Builds a blocking HTTP client after installing the rustls crypto provider it needs.
 fn blocking_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::new()

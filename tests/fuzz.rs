@@ -235,7 +235,7 @@ proptest! {
     }
 }
 
-/// Sends arbitrary JSON to every JSON endpoint of a live server; none may answer with a 5xx.
+/// Sends arbitrary JSON to every JSON endpoint of a live server; none may respond with a 5xx.
 #[test]
 fn arbitrary_json_never_yields_server_error() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -331,7 +331,7 @@ mod tests {
     use super::secret_matches;
 
     // Only the result is asserted. Both sides are hashed to 32 bytes and compared with
-    // `subtle::ConstantTimeEq`, so the time taken does not depend on where they differ; a timing
+    // `subtle::ConstantTimeEq`, so the time taken does not depend on where they differ. A timing
     // assertion would measure nanosecond differences and fail at random on a shared CI machine.
     #[test]
     fn secret_matches_only_exact_secret() {
