@@ -292,3 +292,61 @@ fn hostile_sqlite_uploads_rejected() {
         "HEADER_MISMATCH",
     );
 }
+
+/// Valid keyward databases with one hostile change each: an extra index, the
+/// `database_state` row removed, and `user_version` lowered.
+#[test]
+fn altered_keyward_databases_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, good_manifest) = primary_snapshot(&dir.path().join("primary"), 1);
+    let dr_dir = dir.path().join("dr");
+    let mut dr = Process::serve(&dr_dir, &dr_env());
+    let applied = upload_snapshot(
+        &dr.url,
+        Some(PEER_SECRET),
+        good.clone(),
+        &good_manifest,
+        true,
+    );
+    assert_eq!(applied.0, 200, "{}", applied.1);
+    assert_eq!(dr.terminate().code(), Some(0));
+    let live = dr_dir.join("keyward.db");
+    let before = file_sha256(&live);
+    let mut dr = Process::serve(&dr_dir, &dr_env());
+
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "index",
+            "CREATE INDEX extra_index ON licenses (notes);",
+            "SCHEMA_MISMATCH",
+        ),
+        ("state", "DELETE FROM database_state;", "INVALID_STATE"),
+        (
+            "version",
+            "PRAGMA user_version = 0;",
+            "SCHEMA_VERSION_MISMATCH",
+        ),
+    ];
+    for (name, sql, code) in cases {
+        let path = dir.path().join(format!("{name}.db"));
+        std::fs::write(&path, &good).unwrap();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch("VACUUM").unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let manifest = manifest_with(&good_manifest, |m| {
+            m["sha256"] = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)).into();
+            m["size"] = bytes.len().into();
+            m["page_count"] = (bytes.len() as u64 / m["page_size"].as_u64().unwrap()).into();
+            m["sequence"] = (m["sequence"].as_u64().unwrap() + 1).into();
+        });
+        let result = upload_snapshot(&dr.url, Some(PEER_SECRET), bytes, &manifest, true);
+        assert_eq!(result.0, 422, "{name}: {}", result.1);
+        assert_eq!(result.1["code"], code, "{name}: {}", result.1);
+    }
+
+    assert_eq!(dr.terminate().code(), Some(0));
+    assert_eq!(file_sha256(&live), before, "the DR database changed");
+}

@@ -194,6 +194,8 @@ pub fn import(
         errors.truncate(MAX_REPORTED_ERRORS);
         return Err(ImportError::Rows { count, errors });
     }
+    // Every row is written but the caller's transaction has not committed yet.
+    crate::failpoint::hit("import.before_commit");
     Ok(ImportSummary {
         imported,
         products_created,

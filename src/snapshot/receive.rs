@@ -325,3 +325,24 @@ pub async fn admin_restore(
     .await;
     finish(&state, result).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::secret_matches;
+
+    // Only the result is asserted. Both sides are hashed to 32 bytes and compared with
+    // `subtle::ConstantTimeEq`, so the time taken does not depend on where they differ. A timing
+    // assertion would measure nanosecond differences and fail at random on a shared CI machine.
+    #[test]
+    fn secret_matches_only_exact_secret() {
+        let secret = "peer-secret-0123456789";
+        assert!(secret_matches(secret, secret));
+        assert!(!secret_matches("peer-secret-012345678X", secret));
+        assert!(!secret_matches("Xeer-secret-0123456789", secret));
+        assert!(!secret_matches("peer-secret-012345678", secret));
+        assert!(!secret_matches("peer-secret-01234567890", secret));
+        assert!(!secret_matches("PEER-SECRET-0123456789", secret));
+        assert!(!secret_matches("", secret));
+        assert!(!secret_matches(secret, ""));
+    }
+}

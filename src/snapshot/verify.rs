@@ -101,7 +101,14 @@ pub fn verify_file(
     let conn = open_immutable(path)?;
     check_integrity(&conn)?;
     check_schema(&conn)?;
-    let position = crate::role::read_position(&conn)?;
+    // The schema matched, so a failure here means the rows are missing or malformed, such as an
+    // empty `database_state` table: that is a bad file, not a server error.
+    let position = crate::role::read_position(&conn).map_err(|err| {
+        reject(
+            "INVALID_STATE",
+            format!("the database_state or epochs rows cannot be read: {err}"),
+        )
+    })?;
     if let Some(manifest) = expected
         && position != manifest.position
     {
