@@ -102,7 +102,7 @@ fn crash_before_import_commits() {
     let mut csv = keyward::license::csv_io::COLUMNS.join(",");
     csv.push('\n');
     for key in &imported {
-        csv.push_str(&format!("{key},app,permanent,2,,,,,Customer,,,,\n"));
+        csv.push_str(&format!("{key},app,permanent,2,,,,,Customer,,,,,false\n"));
     }
     let url = site.url.clone();
     let importer = std::thread::spawn(move || {
@@ -147,7 +147,7 @@ fn crash_before_import_commits() {
     let mut csv = keyward::license::csv_io::COLUMNS.join(",");
     csv.push('\n');
     for key in &imported {
-        csv.push_str(&format!("{key},app,permanent,2,,,,,Customer,,,,\n"));
+        csv.push_str(&format!("{key},app,permanent,2,,,,,Customer,,,,,false\n"));
     }
     let response = reqwest::blocking::Client::new()
         .post(format!("{}/v1/admin/licenses/import", site.url))
