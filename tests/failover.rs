@@ -123,6 +123,50 @@ async fn snapshot_and_ship(url: &str) -> (u16, Value) {
     admin(url, Method::POST, "/v1/admin/ship", None).await
 }
 
+/// A background application validating one activation through the client library.
+struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, usize, usize)>,
+}
+
+impl Traffic {
+    async fn start(server: &str, redirect_url: &str, key: &str) -> Traffic {
+        let (_, published) = admin(server, Method::GET, "/v1/keys", None).await;
+        let published: Vec<keyward::signing::PublicKeyInfo> =
+            serde_json::from_value(published["keys"].clone()).unwrap();
+        let client = keyward::client::Client::builder()
+            .server_url(format!("{server}/"))
+            .enable_dr_site(true)
+            .redirector_url(redirect_url)
+            .trusted_keys(keyward::signing::TrustedKeys::from_published(&published).unwrap())
+            .redirect_ttl(Duration::from_millis(100))
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, key) = (stop.clone(), key.to_string());
+        let task = tokio::spawn(async move {
+            let (mut valid, mut wrong, mut failed) = (0, 0, 0);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.validate(&key, "before-0", None).await {
+                    Ok(validation) if validation.is_valid() => valid += 1,
+                    Ok(_) => wrong += 1,
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (valid, wrong, failed)
+        });
+        Traffic { stop, task }
+    }
+
+    async fn stop(self) -> (usize, usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_and_failback_lose_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
@@ -143,6 +187,10 @@ async fn failover_and_failback_lose_no_acknowledged_write() {
     }
     let (status, shipped) = snapshot_and_ship(&primary.url).await;
     assert_eq!(status, 200, "{shipped}");
+
+    // Client traffic runs through the whole sequence: an application validating through the
+    // redirect file. Transport errors are expected while a site is down; a wrong answer is not.
+    let traffic = Traffic::start(&primary.url, &redirector.url, &key).await;
 
     // One more write the DR never receives, then the primary dies.
     let (status, _) = activate(&primary.url, &key, "unshipped").await;
@@ -241,6 +289,15 @@ async fn failover_and_failback_lose_no_acknowledged_write() {
             "{computer} on DR"
         );
     }
+    let (valid, wrong, failed) = traffic.stop().await;
+    assert!(
+        valid >= 20,
+        "{valid} valid answers, {failed} transport errors"
+    );
+    assert_eq!(
+        wrong, 0,
+        "a client got a wrong answer during failover or failback"
+    );
     drop(primary_process);
     drop(dr_process);
 }

@@ -41,8 +41,10 @@ impl Stats {
 pub struct Target {
     pub url: String,
     pub body: Option<Vec<u8>>,
-    /// Extra per-request body variation: `{n}` in the body is replaced by a counter.
+    /// Extra per-request body variation: `{n}` in the body is replaced by a counter, and
+    /// `{key}` by `keys[n % keys.len()]`.
     pub numbered: bool,
+    pub keys: Vec<String>,
 }
 
 fn client() -> reqwest::Client {
@@ -58,9 +60,11 @@ fn build(client: &reqwest::Client, target: &Target, n: u64) -> reqwest::RequestB
         None => client.get(&target.url),
         Some(body) => {
             let body = if target.numbered {
-                String::from_utf8_lossy(body)
-                    .replace("{n}", &n.to_string())
-                    .into_bytes()
+                let mut text = String::from_utf8_lossy(body).replace("{n}", &n.to_string());
+                if !target.keys.is_empty() {
+                    text = text.replace("{key}", &target.keys[n as usize % target.keys.len()]);
+                }
+                text.into_bytes()
             } else {
                 body.clone()
             };
