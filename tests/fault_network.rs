@@ -201,7 +201,7 @@ fn validate_code(url: &str, key: &str) -> String {
 /// Imports `count` licenses with random text, so the snapshot does not compress to nothing;
 /// returns the first key.
 fn import_licenses(url: &str, count: usize) -> String {
-    let mut csv = keyward::license::csv_io::COLUMNS.join(",");
+    let mut csv = keyward::license::csv_io::COLUMNS[..13].join(",");
     csv.push('\n');
     let mut first = String::new();
     for index in 0..count {

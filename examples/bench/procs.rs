@@ -42,7 +42,7 @@ fn read_status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The release keyward binary beside this example (target/release/keyward).
+/// Returns the release keyward binary beside this example (target/release/keyward).
 pub fn keyward_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let path = exe

@@ -410,8 +410,8 @@ async fn curl_ms(file: &Path, runs: usize) -> f64 {
     median(&mut times)
 }
 
-/// Runs primary and DR processes on a copy of the database and measures snapshot-to-applied
-/// time; returns (median ms, primary peak RSS above idle KiB, DR peak RSS above idle KiB).
+/// Runs a primary on `primary_dir` and a fresh DR, and measures the time from snapshot to
+/// applied. Returns the median in ms and the peak RSS above idle of each, in KiB.
 async fn ship_runs(root: &Path, primary_dir: &Path, runs: usize) -> (f64, u64, u64) {
     let dr = procs::keyward(
         &root.join("dr"),

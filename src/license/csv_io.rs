@@ -47,7 +47,7 @@ pub struct RowError {
     pub message: String,
 }
 
-/// Why an import failed.
+/// Failure of an import.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{count} rows are invalid; nothing was imported")]
