@@ -437,7 +437,7 @@ impl Config {
         })
     }
 
-    /// The snapshot interval, or `None` when disabled.
+    /// Returns the snapshot interval, or `None` when disabled.
     pub fn snapshot_every(&self) -> Result<Option<Duration>, ConfigError> {
         match self.snapshot.every.trim() {
             "" | "0" => Ok(None),
@@ -447,7 +447,7 @@ impl Config {
         }
     }
 
-    /// The daily snapshot time as (hour, minute) UTC, or `None` when disabled.
+    /// Returns the daily snapshot time as (hour, minute) UTC, or `None` when disabled.
     pub fn snapshot_daily_at(&self) -> Result<Option<(u32, u32)>, ConfigError> {
         let text = self.snapshot.daily_at.trim();
         if text.is_empty() {

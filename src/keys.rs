@@ -16,7 +16,7 @@ const KEY_CHARS: usize = DATA_CHARS + 1;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LicenseKey(String);
 
-/// Why a string is not a license key.
+/// Reason a string is not a license key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("license key has {found} characters; expected {KEY_CHARS} (dashes and spaces aside)")]
@@ -68,12 +68,12 @@ impl LicenseKey {
         ))
     }
 
-    /// The canonical 28-character form stored in the database.
+    /// Returns the canonical 28-character form stored in the database.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The grouped form shown to people.
+    /// Returns the grouped form shown to people.
     pub fn grouped(&self) -> String {
         let chars: Vec<char> = self.0.chars().collect();
         chars

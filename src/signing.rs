@@ -78,7 +78,7 @@ pub struct SignedDocument {
     pub signature: String,
 }
 
-/// Why a signature or computer key did not verify.
+/// Reason a signature or computer key did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("signature header is missing")]
@@ -206,7 +206,7 @@ impl Keyring {
     }
 }
 
-/// A set of trusted public keys, as a client holds them.
+/// Set of public keys a client trusts.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: Vec<(String, VerifyingKey)>,

@@ -124,13 +124,7 @@ async fn promote(
     State(state): State<Arc<AppState>>,
     admin: Admin,
 ) -> Result<Json<RoleResponse>, ApiError> {
-    if !state.config.redirect.url.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ROLE_FROM_REDIRECT",
-            "this site takes its role from the redirect file (redirect.url); edit activeUrl there instead",
-        ));
-    }
+    require_manual_role(&state)?;
     let reason = format!("promoted by {}", admin.actor);
     state
         .role
@@ -151,13 +145,7 @@ async fn demote(
     State(state): State<Arc<AppState>>,
     admin: Admin,
 ) -> Result<Json<RoleResponse>, ApiError> {
-    if !state.config.redirect.url.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ROLE_FROM_REDIRECT",
-            "this site takes its role from the redirect file (redirect.url); edit activeUrl there instead",
-        ));
-    }
+    require_manual_role(&state)?;
     let reason = format!("demoted by {}", admin.actor);
     let active_url = state.role.current().active_url;
     state
@@ -165,6 +153,18 @@ async fn demote(
         .demote(&state.db, &reason, active_url)
         .map_err(|err| ApiError::internal("demote", err))?;
     role_response(&state).await
+}
+
+/// Rejects `promote` and `demote` on a site whose role follows the redirect file.
+fn require_manual_role(state: &AppState) -> Result<(), ApiError> {
+    if state.config.redirect.url.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "ROLE_FROM_REDIRECT",
+        "this site takes its role from the redirect file (redirect.url); edit activeUrl there instead",
+    ))
 }
 
 async fn role_response(state: &AppState) -> Result<Json<RoleResponse>, ApiError> {

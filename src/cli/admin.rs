@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// Where the server is and how to authenticate.
+/// Server URL and admin token.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Base URL of the keyward server.
@@ -262,7 +262,7 @@ pub async fn request_text(
     if !status.is_success() {
         let detail: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         anyhow::bail!(
-            "server answered {status}: {} {}",
+            "server returned {status}: {} {}",
             detail["code"].as_str().unwrap_or(""),
             detail["message"].as_str().unwrap_or(&text)
         );

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
 
-/// How a license is sold.
+/// Sales model of a license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Model {

@@ -132,7 +132,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-/// The earlier of the fixed expiry and first activation plus the duration. A duration alone does
+/// Returns the earlier of the fixed expiry and first activation plus the duration. A duration alone does
 /// not expire a license that was never activated.
 pub fn effective_expiry(
     expires_at: Option<&str>,
