@@ -194,6 +194,7 @@ async fn suspend_and_reinstate() {
     let base = server.url.as_str();
     let key = seed_license(base, 2).await;
     assert_eq!(activate(base, &key, "pc-1").await.0, 200);
+    assert_eq!(validate_code(base, &key, "pc-1").await, "VALID");
 
     let (status, body) = post_admin(base, &format!("/v1/admin/licenses/{key}/suspend"), None).await;
     assert_eq!(status, 200, "{body}");

@@ -300,42 +300,94 @@ pub async fn validate(
         return signed_error(&state, err, request.nonce);
     }
     let now = state.clock.now();
-    let trusted = state.trusted();
-    let result = state
+    let entry = match validation_entry(&state, &request.key, &request.computer_id, now).await {
+        Ok(entry) => entry,
+        Err(err) => return signed_error(&state, state.error(err), request.nonce),
+    };
+    let binding = validate::Binding {
+        computer_id: &request.computer_id,
+        product: request.product.as_deref(),
+        computer_key: request.computer_key.as_deref(),
+    };
+    let code = validate::decide(&entry.facts, &binding, &state.trusted(), now);
+    if let (validate::Facts::Found { row, .. }, ValidationCode::Valid) = (&entry.facts, code) {
+        state.last_seen.record(row.id, &request.computer_id, now);
+    }
+    let body = ValidateReply {
+        code,
+        valid: code == ValidationCode::Valid,
+        license: entry.license_json.as_deref(),
+        server_time: &crate::time::format(now),
+        nonce: request.nonce.as_deref(),
+    };
+    signed(&state, StatusCode::OK, &body)
+}
+
+/// Validation entries kept in memory at most (about 2 KiB each at most).
+pub(crate) const VALIDATION_CACHE_ENTRIES: usize = 20_000;
+
+/// What a validation reads from the database, with the license as clients see it, already in
+/// JSON: a cached entry answers a validation without reading or serialising the license again.
+#[derive(Debug)]
+pub struct ValidationEntry {
+    facts: validate::Facts,
+    license_json: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The [`ValidateResponse`] a validation sends, borrowing its parts; serialises to the same
+/// JSON.
+#[derive(Serialize)]
+struct ValidateReply<'a> {
+    code: ValidationCode,
+    valid: bool,
+    license: Option<&'a serde_json::value::RawValue>,
+    server_time: &'a str,
+    nonce: Option<&'a str>,
+}
+
+/// Returns the entry for validating `key` on `computer_id`: from memory while the database has
+/// not changed since it was read, else from the database.
+async fn validation_entry(
+    state: &AppState,
+    key: &str,
+    computer_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Arc<ValidationEntry>, crate::db::DbError> {
+    // Read before the database: data read afterwards is at least this new.
+    let version = state.db.data_version();
+    if let Some(entry) = state.validation_facts.get(version, key, computer_id) {
+        return Ok(entry);
+    }
+    let facts = state
         .db
         .read(|conn| {
-            validate::validate(
-                conn,
-                &request.key,
-                &request.computer_id,
-                request.product.as_deref(),
-                request.computer_key.as_deref(),
-                &trusted,
-                now,
-            )
-            .map_err(|err| match err {
+            let txn = conn.unchecked_transaction()?;
+            let facts = validate::load_facts(&txn, key, computer_id, now);
+            txn.finish()?;
+            facts.map_err(|err| match err {
                 LicenseError::Db(db) => db,
                 other => crate::db::DbError::Sqlite(other.to_string()),
             })
         })
-        .await;
-    let validation = match result {
-        Ok(validation) => validation,
-        Err(err) => return signed_error(&state, state.error(err), request.nonce),
+        .await?;
+    let license_json = match &facts {
+        validate::Facts::Found { row, .. } => Some(
+            serde_json::value::to_raw_value(&ClientLicense::from(&row.license))
+                .expect("license serializes"),
+        ),
+        validate::Facts::NotFound | validate::Facts::ComputerBlocked => None,
     };
-    if let (Some(license_id), ValidationCode::Valid) = (validation.license_id, validation.code) {
+    let lasting = facts.is_lasting();
+    let entry = Arc::new(ValidationEntry {
+        facts,
+        license_json,
+    });
+    if lasting {
         state
-            .last_seen
-            .record(license_id, &request.computer_id, crate::time::format(now));
+            .validation_facts
+            .insert(version, key, computer_id, entry.clone());
     }
-    let body = ValidateResponse {
-        code: validation.code,
-        valid: validation.code == ValidationCode::Valid,
-        license: validation.license.as_ref().map(ClientLicense::from),
-        server_time: crate::time::format(now),
-        nonce: request.nonce,
-    };
-    signed(&state, StatusCode::OK, &body)
+    Ok(entry)
 }
 
 #[utoipa::path(
@@ -404,4 +456,48 @@ pub async fn public_keys(State(state): State<Arc<AppState>>) -> impl IntoRespons
         signing_kid: keyring.kid().to_string(),
         keys: keyring.public_keys().to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_reply_serialises_as_validate_response() {
+        let license = ClientLicense {
+            key: "53TB-9WMY-V1KX-BK4M-RPZV-DFD0-DNVK".into(),
+            product: "app \"pro\"".into(),
+            model: Model::Subscription,
+            floating: false,
+            status: Status::Active,
+            seats: 3,
+            seats_used: 1,
+            features: vec!["export".into(), "pro".into()],
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            maintenance_expires_at: None,
+        };
+        for (license, nonce) in [(Some(license), Some("n-1")), (None, None)] {
+            let response = ValidateResponse {
+                code: ValidationCode::Valid,
+                valid: true,
+                license: license.clone(),
+                server_time: "2026-12-04T10:00:00Z".into(),
+                nonce: nonce.map(str::to_string),
+            };
+            let json = license
+                .as_ref()
+                .map(|license| serde_json::value::to_raw_value(license).unwrap());
+            let reply = ValidateReply {
+                code: ValidationCode::Valid,
+                valid: true,
+                license: json.as_deref(),
+                server_time: "2026-12-04T10:00:00Z",
+                nonce,
+            };
+            assert_eq!(
+                serde_json::to_string(&reply).unwrap(),
+                serde_json::to_string(&response).unwrap()
+            );
+        }
+    }
 }

@@ -7,31 +7,56 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Pending `(license row id, computer id) -> time` updates.
+use chrono::{DateTime, Utc};
+
+/// Pending `license row id -> computer id -> time` updates.
 #[derive(Debug, Default)]
 pub struct LastSeenBuffer {
-    pending: Mutex<HashMap<(i64, String), String>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Nested so that updating a computer already pending allocates nothing.
+    times: HashMap<i64, HashMap<String, DateTime<Utc>>>,
+    len: usize,
 }
 
 /// Buffers at most this many entries; more are dropped until the next flush.
 const MAX_PENDING: usize = 100_000;
 
 impl LastSeenBuffer {
-    pub fn record(&self, license_id: i64, computer_id: &str, at: String) {
+    pub fn record(&self, license_id: i64, computer_id: &str, at: DateTime<Utc>) {
         let mut pending = self.pending.lock().expect("last-seen lock poisoned");
-        if pending.len() < MAX_PENDING
-            || pending.contains_key(&(license_id, computer_id.to_string()))
+        let pending = &mut *pending;
+        if let Some(time) = pending
+            .times
+            .get_mut(&license_id)
+            .and_then(|computers| computers.get_mut(computer_id))
         {
-            pending.insert((license_id, computer_id.to_string()), at);
+            *time = at;
+        } else if pending.len < MAX_PENDING {
+            pending
+                .times
+                .entry(license_id)
+                .or_default()
+                .insert(computer_id.to_string(), at);
+            pending.len += 1;
         }
     }
 
     /// Takes every pending entry.
     pub fn drain(&self) -> Vec<(i64, String, String)> {
         let mut pending = self.pending.lock().expect("last-seen lock poisoned");
+        pending.len = 0;
         pending
+            .times
             .drain()
-            .map(|((id, computer), at)| (id, computer, at))
+            .flat_map(|(id, computers)| {
+                computers
+                    .into_iter()
+                    .map(move |(computer, at)| (id, computer, crate::time::format(at)))
+            })
             .collect()
     }
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub clock: SharedClock,
     pub role: Arc<RoleState>,
     pub last_seen: last_seen::LastSeenBuffer,
+    /// Recent validation facts, dropped whenever the database changes.
+    pub validation_facts: crate::db::cache::VersionCache<client::ValidationEntry>,
     keys: RwLock<(Arc<Keyring>, Arc<TrustedKeys>)>,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
     pub metrics: crate::metrics::http::RequestMetrics,
@@ -80,6 +82,7 @@ impl AppState {
             clock,
             role,
             last_seen: last_seen::LastSeenBuffer::default(),
+            validation_facts: crate::db::cache::VersionCache::new(client::VALIDATION_CACHE_ENTRIES),
             keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
             snapshots,
             metrics: crate::metrics::http::RequestMetrics::default(),

@@ -10,13 +10,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tracing::Instrument;
 
 use super::AppState;
@@ -31,34 +27,19 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// Routes polled by load balancers and scrapers, logged at DEBUG so they do not flood the log.
 const PROBE_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-/// Generates request ids of 32 random hex digits.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        // A random prefix drawn once per process and a counter: unique, and no system call for
-        // randomness on every request.
-        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let prefix = PREFIX.get_or_init(|| crate::ids::random_hex(8));
-        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{prefix}{count:016x}"))
-            .ok()
-            .map(RequestId::new)
-    }
+/// Returns a fresh request id of 32 hex digits: a random prefix drawn once per process and a
+/// counter, unique without a system call for randomness on every request.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::ids::random_hex(8));
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}{count:016x}")).expect("hex digits are a header")
 }
 
-/// Wraps every route of `router` with the request id, span, metrics and log layers.
+/// Wraps every route of `router` with the request id, span, metrics and log layer.
 pub fn layer(router: Router, state: Arc<AppState>) -> Router {
-    let header = HeaderName::from_static(REQUEST_ID_HEADER);
-    router.layer(
-        ServiceBuilder::new()
-            .layer(axum::middleware::map_request(drop_unusable_request_id))
-            .layer(SetRequestIdLayer::new(header.clone(), RandomRequestId))
-            .layer(PropagateRequestIdLayer::new(header))
-            .layer(axum::middleware::from_fn_with_state(state, observe)),
-    )
+    router.layer(axum::middleware::from_fn_with_state(state, observe))
 }
 
 /// Returns true for request ids that are safe to log and echo: 1 to 128 ASCII letters, digits
@@ -71,49 +52,41 @@ pub fn is_usable_request_id(id: &[u8]) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:/+=".contains(byte))
 }
 
-/// Removes an incoming request id that [`is_usable_request_id`] rejects, so that a fresh one
-/// is generated in its place.
-async fn drop_unusable_request_id(mut request: Request) -> Request {
-    let usable = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .is_none_or(|value| is_usable_request_id(value.as_bytes()));
-    if !usable {
-        request.headers_mut().remove(REQUEST_ID_HEADER);
-    }
-    request
-}
-
-/// Runs the request inside a `request` span, then records its metrics and logs its outcome.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_string();
-    let method = request.method().clone();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+/// Gives the request an id and echoes it in the response. The id is the caller's when
+/// [`is_usable_request_id`] accepts it, else a fresh one. Runs the request inside a `request`
+/// span, then records its metrics and logs its outcome.
+async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let request_id = match request.headers().get(REQUEST_ID_HEADER) {
+        Some(value) if is_usable_request_id(value.as_bytes()) => value.clone(),
+        _ => {
+            let fresh = new_request_id();
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, fresh.clone());
+            fresh
+        }
+    };
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id,
-        method = method_label(&method),
-        route = %route,
+        // Checked by `is_usable_request_id` or generated: ASCII.
+        request_id = request_id.to_str().unwrap_or_default(),
+        method,
+        route,
     );
 
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.record(&route, &method, status, latency);
+    state.metrics.record(route, method, status, latency);
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
 
     let _entered = span.enter();
     let latency_ms = latency.as_micros() as f64 / 1000.0;
-    if PROBE_ROUTES.contains(&route.as_str()) {
+    if PROBE_ROUTES.contains(&route) {
         tracing::debug!(status, latency_ms, "request finished");
     } else {
         tracing::info!(status, latency_ms, "request finished");

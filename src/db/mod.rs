@@ -7,13 +7,14 @@
 //! sequence by one. Because one thread applies all writes in order, a seat count checked inside a
 //! job cannot be raced by another activation.
 
+pub mod cache;
 pub mod schema;
 mod writer;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ pub struct Db {
     gate: RwLock<()>,
     handles: Mutex<Option<Arc<Handles>>>,
     writable: Arc<AtomicBool>,
+    version: Arc<AtomicU64>,
     gate_timeout: Duration,
 }
 
@@ -117,6 +119,7 @@ impl Db {
             gate: RwLock::new(()),
             handles: Mutex::new(None),
             writable: Arc::new(AtomicBool::new(true)),
+            version: Arc::new(AtomicU64::new(0)),
             gate_timeout: Duration::from_secs(30),
         };
         db.start_handles()?;
@@ -141,14 +144,24 @@ impl Db {
         self.writable.load(Ordering::SeqCst)
     }
 
+    /// A number that changes after every commit that changed data and after every swap. Read it
+    /// before reading the database: data read afterwards is at least as new as that number, so
+    /// anything derived from it stays current while the number stays the same.
+    pub fn data_version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
     fn start_handles(&self) -> Result<(), DbError> {
         let conn = open_connection(&self.path)?;
-        let writer = writer::WriterHandle::start(conn, self.writable.clone())?;
+        let writer =
+            writer::WriterHandle::start(conn, self.writable.clone(), self.version.clone())?;
         let handles = Handles {
             writer,
             readers: Mutex::new(Vec::new()),
         };
         *self.handles.lock().expect("db handles lock poisoned") = Some(Arc::new(handles));
+        // A swapped-in file holds other data.
+        self.version.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -403,4 +416,44 @@ pub fn read_state(conn: &Connection) -> Result<DatabaseState, DbError> {
         },
     )?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn data_version_moves_on_with_commits_and_swaps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("keyward.db"), |_| Ok(())).unwrap();
+        let start = db.data_version();
+
+        let failed: Result<(), DbError> = db
+            .write(|conn| {
+                conn.execute("UPDATE database_state SET created_at = 'x'", [])?;
+                Err(DbError::Sqlite("rolled back".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        let read: i64 = db
+            .read(|conn| {
+                Ok(conn.query_row("SELECT write_seq FROM database_state", [], |r| r.get(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(read, 0);
+        assert_eq!(db.data_version(), start, "nothing was committed");
+
+        db.write(|conn| {
+            conn.execute("UPDATE database_state SET created_at = 'y'", [])?;
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let committed = db.data_version();
+        assert!(committed > start);
+
+        db.close_for_swap().await.unwrap().reopen().unwrap();
+        assert!(db.data_version() > committed);
+    }
 }

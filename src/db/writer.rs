@@ -2,7 +2,7 @@
 //! one durable transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -33,11 +33,15 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(super) fn start(conn: Connection, writable: Arc<AtomicBool>) -> Result<Self, DbError> {
+    pub(super) fn start(
+        conn: Connection,
+        writable: Arc<AtomicBool>,
+        version: Arc<AtomicU64>,
+    ) -> Result<Self, DbError> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("keyward-writer".into())
-            .spawn(move || run(conn, receiver, writable))
+            .spawn(move || run(conn, receiver, writable, version))
             .map_err(|err| DbError::Sqlite(format!("cannot start writer thread: {err}")))?;
         Ok(WriterHandle {
             sender,
@@ -102,7 +106,12 @@ impl WriterHandle {
     }
 }
 
-fn run(conn: Connection, receiver: mpsc::Receiver<Message>, writable: Arc<AtomicBool>) {
+fn run(
+    conn: Connection,
+    receiver: mpsc::Receiver<Message>,
+    writable: Arc<AtomicBool>,
+    version: Arc<AtomicU64>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = Vec::new();
         let mut stop = false;
@@ -120,7 +129,7 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Message>, writable: Arc<Atomic
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &writable);
+        run_batch(&conn, batch, &writable, &version);
         if stop {
             break;
         }
@@ -130,7 +139,12 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Message>, writable: Arc<Atomic
     }
 }
 
-fn run_batch(conn: &Connection, batch: Vec<(Job, bool)>, writable: &AtomicBool) {
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<(Job, bool)>,
+    writable: &AtomicBool,
+    version: &AtomicU64,
+) {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         let error = DbError::from(err);
         tracing::error!(error = %error, "starting a write transaction failed");
@@ -163,6 +177,11 @@ fn run_batch(conn: &Connection, batch: Vec<(Job, bool)>, writable: &AtomicBool) 
         let _ = conn.execute_batch("ROLLBACK");
         DbError::from(err)
     });
+    if changed {
+        // After the commit, so that a reader who sees the old version number cannot have read
+        // data older than this commit and keep it as current.
+        version.fetch_add(1, Ordering::SeqCst);
+    }
     for outcome in outcomes {
         (outcome.complete)(commit_error.clone());
     }

@@ -87,6 +87,7 @@ const SELECT: &str = "SELECT l.id, l.license_key, \
     FROM licenses l";
 
 /// A license row together with its row id.
+#[derive(Debug, Clone)]
 pub struct Row {
     pub id: i64,
     pub license: License,

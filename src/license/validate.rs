@@ -33,6 +33,58 @@ pub struct Validation {
     pub license_id: Option<i64>,
 }
 
+/// What a validation reads from the database. The code follows from these facts, the request
+/// and the clock, so facts can be kept in memory while the database does not change.
+#[derive(Debug, Clone)]
+pub enum Facts {
+    NotFound,
+    ComputerBlocked,
+    Found {
+        row: Box<store::Row>,
+        /// Whether the computer holds a live activation, or for a floating license a lease that
+        /// was live when the facts were read.
+        bound: bool,
+    },
+}
+
+impl Facts {
+    /// Whether these facts stay true until the database changes. A lease expires with time, so
+    /// the facts of a floating license hold only for the moment they were read.
+    pub fn is_lasting(&self) -> bool {
+        match self {
+            Facts::Found { row, .. } => !row.license.floating,
+            Facts::NotFound | Facts::ComputerBlocked => true,
+        }
+    }
+}
+
+/// Reads the facts that validating `key` for `computer_id` at `now` depends on, in one read
+/// transaction.
+pub fn load_facts(
+    conn: &Connection,
+    key: &str,
+    computer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Facts, LicenseError> {
+    let row = match store::find(conn, key) {
+        Ok(row) => row,
+        Err(LicenseError::NotFound) => return Ok(Facts::NotFound),
+        Err(err) => return Err(err),
+    };
+    if blocked::is_blocked(conn, computer_id)? {
+        return Ok(Facts::ComputerBlocked);
+    }
+    let bound = if row.license.floating {
+        leases::holds_lease(conn, row.id, computer_id, now)?
+    } else {
+        activations::is_activated(conn, row.id, computer_id)?
+    };
+    Ok(Facts::Found {
+        row: Box::new(row),
+        bound,
+    })
+}
+
 /// Validates `key` for `computer_id`. When `product` is given, the license must be for it. When
 /// `computer_key` is given, it must verify with `trusted` and name this key and computer.
 pub fn validate(
@@ -44,82 +96,86 @@ pub fn validate(
     trusted: &TrustedKeys,
     now: DateTime<Utc>,
 ) -> Result<Validation, LicenseError> {
-    let row = match store::find(conn, key) {
-        Ok(row) => row,
-        Err(LicenseError::NotFound) => {
-            return Ok(Validation {
-                code: ValidationCode::NotFound,
-                license: None,
-                license_id: None,
-            });
-        }
-        Err(err) => return Err(err),
+    let facts = conn
+        .unchecked_transaction()
+        .map_err(LicenseError::from)
+        .and_then(|txn| {
+            let facts = load_facts(&txn, key, computer_id, now)?;
+            txn.finish()?;
+            Ok(facts)
+        })?;
+    let binding = Binding {
+        computer_id,
+        product,
+        computer_key,
     };
-    if blocked::is_blocked(conn, computer_id)? {
-        return Ok(Validation {
-            code: ValidationCode::ComputerBlocked,
+    let code = decide(&facts, &binding, trusted, now);
+    Ok(match facts {
+        Facts::Found { row, .. } => Validation {
+            code,
+            license: Some(row.license),
+            license_id: Some(row.id),
+        },
+        Facts::NotFound | Facts::ComputerBlocked => Validation {
+            code,
             license: None,
             license_id: None,
-        });
-    }
-    let code = match store::check_usable(&row.license, now) {
-        Err(LicenseError::Revoked) => ValidationCode::Revoked,
-        Err(LicenseError::Suspended) => ValidationCode::Suspended,
-        Err(LicenseError::Expired(_)) => ValidationCode::Expired,
-        Err(err) => return Err(err),
-        Ok(()) => {
-            let binding = Binding {
-                computer_id,
-                product,
-                computer_key,
-            };
-            check_binding(conn, &row, &binding, trusted, now)?
-        }
-    };
-    Ok(Validation {
-        code,
-        license: Some(row.license),
-        license_id: Some(row.id),
+        },
     })
 }
 
+/// Decides the code of a validation from its facts.
+pub fn decide(
+    facts: &Facts,
+    binding: &Binding<'_>,
+    trusted: &TrustedKeys,
+    now: DateTime<Utc>,
+) -> ValidationCode {
+    let (row, bound) = match facts {
+        Facts::NotFound => return ValidationCode::NotFound,
+        Facts::ComputerBlocked => return ValidationCode::ComputerBlocked,
+        Facts::Found { row, bound } => (row, *bound),
+    };
+    match store::check_usable(&row.license, now) {
+        Err(LicenseError::Revoked) => ValidationCode::Revoked,
+        Err(LicenseError::Suspended) => ValidationCode::Suspended,
+        // `check_usable` fails for no other reason.
+        Err(_) => ValidationCode::Expired,
+        Ok(()) => check_binding(row, bound, binding, trusted),
+    }
+}
+
 /// The computer, product and computer key that a validation checks besides the license key.
-struct Binding<'a> {
-    computer_id: &'a str,
-    product: Option<&'a str>,
-    computer_key: Option<&'a str>,
+pub struct Binding<'a> {
+    pub computer_id: &'a str,
+    pub product: Option<&'a str>,
+    pub computer_key: Option<&'a str>,
 }
 
 /// Checks the product, then that the computer holds a live activation (or, for a floating
 /// license, a live lease), then the computer key when one is given.
 fn check_binding(
-    conn: &Connection,
     row: &store::Row,
+    bound: bool,
     binding: &Binding<'_>,
     trusted: &TrustedKeys,
-    now: DateTime<Utc>,
-) -> Result<ValidationCode, LicenseError> {
+) -> ValidationCode {
     if binding
         .product
         .is_some_and(|product| product != row.license.product)
     {
-        return Ok(ValidationCode::ProductMismatch);
+        return ValidationCode::ProductMismatch;
     }
-    let bound = if row.license.floating {
-        leases::holds_lease(conn, row.id, binding.computer_id, now)?
-    } else {
-        activations::is_activated(conn, row.id, binding.computer_id)?
-    };
     if !bound {
-        return Ok(ValidationCode::NotActivated);
+        return ValidationCode::NotActivated;
     }
     if let Some(token) = binding.computer_key {
         let matches = trusted.verify_computer_key(token).is_ok_and(|claims| {
             claims.computer_id == binding.computer_id && claims.license_key == row.license.key
         });
         if !matches {
-            return Ok(ValidationCode::ComputerMismatch);
+            return ValidationCode::ComputerMismatch;
         }
     }
-    Ok(ValidationCode::Valid)
+    ValidationCode::Valid
 }

@@ -42,10 +42,19 @@ impl Histogram {
 
 #[derive(Debug, Default)]
 struct Counts {
-    /// Keyed by (route, method, status).
-    requests: BTreeMap<(String, &'static str, u16), u64>,
-    /// Keyed by (route, method).
-    latency: BTreeMap<(String, &'static str), Histogram>,
+    /// Keyed by route, then (method, status). Nested so that recording a request on a known
+    /// route allocates nothing.
+    requests: BTreeMap<String, BTreeMap<(&'static str, u16), u64>>,
+    /// Keyed by route, then method.
+    latency: BTreeMap<String, BTreeMap<&'static str, Histogram>>,
+}
+
+/// Returns the entry of `route`, creating it on the route's first request.
+fn route_entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, route: &str) -> &'a mut V {
+    if !map.contains_key(route) {
+        map.insert(route.to_string(), V::default());
+    }
+    map.get_mut(route).expect("entry was just inserted")
 }
 
 /// Counters and histograms of served requests.
@@ -72,16 +81,14 @@ pub fn method_label(method: &Method) -> &'static str {
 
 impl RequestMetrics {
     /// Records one finished request.
-    pub fn record(&self, route: &str, method: &Method, status: u16, latency: Duration) {
-        let method = method_label(method);
+    pub fn record(&self, route: &str, method: &'static str, status: u16, latency: Duration) {
         let mut counts = self.counts.lock().expect("request metrics lock poisoned");
-        *counts
-            .requests
-            .entry((route.to_string(), method, status))
+        let counts = &mut *counts;
+        *route_entry(&mut counts.requests, route)
+            .entry((method, status))
             .or_default() += 1;
-        counts
-            .latency
-            .entry((route.to_string(), method))
+        route_entry(&mut counts.latency, route)
+            .entry(method)
             .or_default()
             .observe(latency.as_secs_f64());
     }
@@ -96,7 +103,12 @@ impl RequestMetrics {
             Kind::Counter,
             "HTTP requests served, by route template, method and status code.",
         );
-        for ((route, method, status), count) in &counts.requests {
+        let requests = counts.requests.iter().flat_map(|(route, by_status)| {
+            by_status
+                .iter()
+                .map(move |((method, status), count)| (route, method, status, count))
+        });
+        for (route, method, status, count) in requests {
             let status = status.to_string();
             out.sample(
                 name,
@@ -113,7 +125,12 @@ impl RequestMetrics {
              and method.",
         );
         let bucket_name = format!("{name}_bucket");
-        for ((route, method), histogram) in &counts.latency {
+        let latency = counts.latency.iter().flat_map(|(route, by_method)| {
+            by_method
+                .iter()
+                .map(move |(method, histogram)| (route, method, histogram))
+        });
+        for (route, method, histogram) in latency {
             let mut cumulative = 0;
             for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
                 cumulative += histogram.buckets[index];
@@ -144,9 +161,9 @@ mod tests {
     fn histogram_buckets_are_cumulative() {
         let metrics = RequestMetrics::default();
         let route = "/v1/validate";
-        metrics.record(route, &Method::POST, 200, Duration::from_micros(500));
-        metrics.record(route, &Method::POST, 200, Duration::from_millis(30));
-        metrics.record(route, &Method::POST, 403, Duration::from_secs(20));
+        metrics.record(route, "POST", 200, Duration::from_micros(500));
+        metrics.record(route, "POST", 200, Duration::from_millis(30));
+        metrics.record(route, "POST", 403, Duration::from_secs(20));
         let mut out = Exposition::default();
         metrics.write(&mut out);
         let text = out.finish();
