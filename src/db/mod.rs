@@ -380,6 +380,8 @@ pub fn open_connection(path: &Path) -> Result<Connection, DbError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Room for every statement of the hot paths, so none is compiled twice.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

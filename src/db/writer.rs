@@ -188,7 +188,7 @@ fn run_batch(
 }
 
 fn run_in_savepoint(conn: &Connection, job: Job, allowed: bool) -> WriteOutcome {
-    if let Err(err) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(err) = run_cached(conn, "SAVEPOINT job") {
         let outcome = job(conn, false);
         tracing::error!(error = %err, "creating a savepoint failed");
         return WriteOutcome {
@@ -198,12 +198,17 @@ fn run_in_savepoint(conn: &Connection, job: Job, allowed: bool) -> WriteOutcome 
     }
     let outcome = job(conn, allowed);
     let finish = if outcome.changed {
-        conn.execute_batch("RELEASE job")
+        run_cached(conn, "RELEASE job")
     } else {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
     };
     if let Err(err) = finish {
         tracing::error!(error = %err, "closing a savepoint failed");
     }
     outcome
+}
+
+/// Runs one statement without compiling it again on every job.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -73,21 +73,21 @@ pub fn activate(
         });
     }
 
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO activations (license_id, computer_id, computer_name, client_addr, \
          activated_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        (
-            row.id,
-            &computer_id,
-            &computer_name,
-            new.client_addr,
-            &now_text,
-        ),
-    )?;
-    conn.execute(
-        "UPDATE licenses SET first_activated_at = coalesce(first_activated_at, ?2) WHERE id = ?1",
-        (row.id, &now_text),
-    )?;
+    )?
+    .execute((
+        row.id,
+        &computer_id,
+        &computer_name,
+        new.client_addr,
+        &now_text,
+    ))?;
+    conn.prepare_cached(
+        "UPDATE licenses SET first_activated_at = ?2 WHERE id = ?1 AND first_activated_at IS NULL",
+    )?
+    .execute((row.id, &now_text))?;
     let mut detail =
         serde_json::json!({"computer_id": computer_id, "computer_name": computer_name});
     if new.client_addr == OFFLINE_ADDR {

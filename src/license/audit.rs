@@ -28,10 +28,10 @@ pub fn record(
     object: &str,
     detail: serde_json::Value,
 ) -> Result<(), LicenseError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit_log (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        (at, actor, action, object, detail.to_string()),
-    )?;
+    )?
+    .execute((at, actor, action, object, detail.to_string()))?;
     Ok(())
 }
 

@@ -102,7 +102,8 @@ fn oldest_of_newest(
     params: impl rusqlite::Params,
 ) -> Result<Option<String>, LicenseError> {
     Ok(conn
-        .query_row(sql, params, |row| row.get::<_, String>(0))
+        .prepare_cached(sql)?
+        .query_row(params, |row| row.get::<_, String>(0))
         .optional()?)
 }
 

@@ -373,7 +373,8 @@ fn apply_patch(
 
 pub(super) fn find_by_id(conn: &Connection, id: i64) -> Result<Row, LicenseError> {
     let sql = format!("{SELECT} WHERE l.id = ?1");
-    conn.query_row(&sql, [id], from_row)
+    conn.prepare_cached(&sql)?
+        .query_row([id], from_row)
         .optional()?
         .ok_or(LicenseError::NotFound)
 }
