@@ -74,6 +74,9 @@ poll = "15s"
 # How often buffered last-contact times are written. A crash loses at most this much of
 # them, never an activation.
 last_seen_flush = "5s"
+# Validations kept in memory, each answered again without reading the database until the
+# next write (about 2 KiB each at most; 0 = read the database for every validation).
+cache_entries = 20000
 
 [leases]
 # How long a lease of a floating license lasts after its checkout or last heartbeat.
@@ -187,6 +190,7 @@ pub struct RedirectConfig {
 #[serde(deny_unknown_fields)]
 pub struct ValidationConfig {
     pub last_seen_flush: String,
+    pub cache_entries: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,6 +281,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     (
         "KEYWARD_VALIDATION_LAST_SEEN_FLUSH",
         "validation.last_seen_flush",
+    ),
+    (
+        "KEYWARD_VALIDATION_CACHE_ENTRIES",
+        "validation.cache_entries",
     ),
     ("KEYWARD_LEASES_TTL", "leases.ttl"),
     ("KEYWARD_LEASES_RECLAIM_EVERY", "leases.reclaim_every"),

@@ -176,7 +176,7 @@ pub async fn flush_last_seen(state: &AppState) {
     let count = pending.len();
     let result = state
         .db
-        .write(move |conn| crate::license::activations::record_last_seen(conn, &pending))
+        .write_untracked(move |conn| crate::license::activations::record_last_seen(conn, &pending))
         .await;
     if let Err(err) = result {
         tracing::warn!(error = %err, count, "writing last-contact times failed");

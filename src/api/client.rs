@@ -323,9 +323,6 @@ pub async fn validate(
     signed(&state, StatusCode::OK, &body)
 }
 
-/// Validation entries kept in memory at most (about 2 KiB each at most).
-pub(crate) const VALIDATION_CACHE_ENTRIES: usize = 20_000;
-
 /// What a validation reads from the database, with the license as clients see it, already in
 /// JSON: a cached entry answers a validation without reading or serialising the license again.
 #[derive(Debug)]

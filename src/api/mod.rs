@@ -71,6 +71,8 @@ impl AppState {
         snapshots: Arc<crate::snapshot::SnapshotService>,
     ) -> Result<AppState, crate::signing::VerifyError> {
         let trusted = TrustedKeys::from_published(keyring.public_keys())?;
+        let validation_facts =
+            crate::db::cache::VersionCache::new(config.validation.cache_entries as usize);
         let rate_limiter = crate::ratelimit::RateLimiter::new(
             config.limits.requests_per_minute,
             config.limits.request_burst,
@@ -82,7 +84,7 @@ impl AppState {
             clock,
             role,
             last_seen: last_seen::LastSeenBuffer::default(),
-            validation_facts: crate::db::cache::VersionCache::new(client::VALIDATION_CACHE_ENTRIES),
+            validation_facts,
             keys: RwLock::new((Arc::new(keyring), Arc::new(trusted))),
             snapshots,
             metrics: crate::metrics::http::RequestMetrics::default(),

@@ -22,7 +22,8 @@ struct Inner<V> {
 }
 
 impl<V> VersionCache<V> {
-    /// A cache of at most `capacity` values; a full cache starts again empty.
+    /// A cache of at most `capacity` values; a full cache starts again empty, and a capacity of
+    /// 0 keeps nothing.
     pub fn new(capacity: usize) -> Self {
         VersionCache {
             inner: Mutex::new(Inner {
@@ -46,6 +47,9 @@ impl<V> VersionCache<V> {
     /// Files `value`, read from the database after `version` was read, unless the database has
     /// moved on since.
     pub fn insert(&self, version: u64, first: &str, second: &str, value: Arc<V>) {
+        if self.capacity == 0 {
+            return;
+        }
         let mut inner = self.inner.lock().expect("cache lock poisoned");
         if version < inner.version {
             return;
@@ -105,5 +109,12 @@ mod tests {
         cache.insert(1, "c", "pc", Arc::new(4));
         assert_eq!(cache.get(1, "a", "pc"), None);
         assert_eq!(cache.get(1, "c", "pc").as_deref(), Some(&4));
+    }
+
+    #[test]
+    fn cache_of_no_capacity_keeps_nothing() {
+        let cache = VersionCache::new(0);
+        cache.insert(1, "a", "pc", Arc::new(1));
+        assert_eq!(cache.get(1, "a", "pc"), None);
     }
 }

@@ -242,7 +242,26 @@ impl Db {
         self.current_handles()
             .map_err(E::from)?
             .writer
-            .submit(job, false)
+            .submit(job, false, true)
+            .await
+    }
+
+    /// Like [`Db::write`], for changes that nothing derived from the database depends on (the
+    /// last-contact times of activations): they do not move [`Db::data_version`] on, so cached
+    /// validations stay. The write sequence still advances, so snapshots still ship them.
+    pub async fn write_untracked<T, E>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let _entered = self.enter().await.map_err(E::from)?;
+        self.current_handles()
+            .map_err(E::from)?
+            .writer
+            .submit(job, false, false)
             .await
     }
 
@@ -259,7 +278,7 @@ impl Db {
         self.current_handles()
             .map_err(E::from)?
             .writer
-            .submit(job, true)
+            .submit(job, true, true)
             .await
     }
 
@@ -454,6 +473,23 @@ mod tests {
         .unwrap();
         let committed = db.data_version();
         assert!(committed > start);
+
+        db.write_untracked(|conn| {
+            conn.execute("UPDATE database_state SET created_at = 'z'", [])?;
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            db.data_version(),
+            committed,
+            "an untracked write keeps the version"
+        );
+        assert_eq!(
+            db.state().await.unwrap().write_seq,
+            2,
+            "but still advances the sequence"
+        );
 
         db.close_for_swap().await.unwrap().reopen().unwrap();
         assert!(db.data_version() > committed);

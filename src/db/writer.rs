@@ -17,6 +17,8 @@ const MAX_BATCH: usize = 256;
 /// Report of a job to the writer after running in its savepoint.
 pub struct WriteOutcome {
     changed: bool,
+    /// Whether a change moves the data version on; see [`super::Db::write_untracked`].
+    tracked: bool,
     complete: Box<dyn FnOnce(Option<DbError>) + Send>,
 }
 
@@ -53,6 +55,7 @@ impl WriterHandle {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         system: bool,
+        tracked: bool,
     ) -> Result<T, E>
     where
         T: Send + 'static,
@@ -63,6 +66,7 @@ impl WriterHandle {
             if !allowed {
                 return WriteOutcome {
                     changed: false,
+                    tracked,
                     complete: Box::new(move |failure: Option<DbError>| {
                         let error = failure.unwrap_or(DbError::ReadOnly);
                         let _ = reply.send(Err(E::from(error)));
@@ -72,6 +76,7 @@ impl WriterHandle {
             match job(conn) {
                 Ok(value) => WriteOutcome {
                     changed: true,
+                    tracked,
                     complete: Box::new(move |commit_error| {
                         let result = match commit_error {
                             None => Ok(value),
@@ -82,6 +87,7 @@ impl WriterHandle {
                 },
                 Err(err) => WriteOutcome {
                     changed: false,
+                    tracked,
                     complete: Box::new(move |_| {
                         let _ = reply.send(Err(err));
                     }),
@@ -159,9 +165,11 @@ fn run_batch(
     let allowed_now = writable.load(Ordering::SeqCst);
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut changed = false;
+    let mut tracked_change = false;
     for (job, system) in batch {
         let outcome = run_in_savepoint(conn, job, system || allowed_now);
         changed |= outcome.changed;
+        tracked_change |= outcome.changed && outcome.tracked;
         outcomes.push(outcome);
     }
 
@@ -177,7 +185,7 @@ fn run_batch(
         let _ = conn.execute_batch("ROLLBACK");
         DbError::from(err)
     });
-    if changed {
+    if tracked_change {
         // After the commit, so that a reader who sees the old version number cannot have read
         // data older than this commit and keep it as current.
         version.fetch_add(1, Ordering::SeqCst);
@@ -193,6 +201,7 @@ fn run_in_savepoint(conn: &Connection, job: Job, allowed: bool) -> WriteOutcome 
         tracing::error!(error = %err, "creating a savepoint failed");
         return WriteOutcome {
             changed: false,
+            tracked: outcome.tracked,
             complete: outcome.complete,
         };
     }
