@@ -492,19 +492,23 @@ async fn ship_runs(root: &Path, primary_dir: &Path, runs: usize) -> (f64, u64, u
 pub async fn swap_stall(plan: Plan) -> String {
     let mut out = String::from(
         "## DR swap stall\n\nValidations on the DR (8 connections, closed loop) while the primary ships a snapshot \
-         that the DR verifies and swaps in. Every request counts, including those that waited at the swap gate.\n\n\
-         | database | runs | max latency ms (median of runs) | p99 ms | failed requests (all runs) |\n|---|---|---|---|---|\n",
+         that the DR verifies and swaps in. Every request counts, including those that waited at the swap gate. \
+         With the validation cache on, repeated validations are answered from memory and pass the gate; \
+         with it off (`validation.cache_entries = 0`), every validation reads the database and waits while the swap holds the gate.\n\n\
+         | database | validation cache | runs | max latency ms (median of runs) | p99 ms | failed requests (all runs) |\n|---|---|---|---|---|---|\n",
     );
-    for &mib in &[100u64, 1024] {
+    for (mib, cache) in [(100u64, true), (100, false), (1024, true), (1024, false)] {
         let dir = tempfile::tempdir_in("target").unwrap();
         let primary_dir = dir.path().join("primary");
         build_database(&primary_dir, mib * 1024 * 1024);
+        let cache_entries = if cache { "20000" } else { "0" };
         let dr = procs::keyward(
             &dir.path().join("dr"),
             "127.0.0.1:0",
             &[
                 ("KEYWARD_INITIAL_ROLE", "standby".into()),
                 ("KEYWARD_PEER_SECRET", PEER_SECRET.into()),
+                ("KEYWARD_VALIDATION_CACHE_ENTRIES", cache_entries.into()),
             ],
         );
         let primary = procs::keyward(
@@ -536,7 +540,8 @@ pub async fn swap_stall(plan: Plan) -> String {
         }
         let _ = writeln!(
             out,
-            "| {mib} MiB | {} | {:.1} | {:.1} | {failed} |",
+            "| {mib} MiB | {} | {} | {:.1} | {:.1} | {failed} |",
+            if cache { "on" } else { "off" },
             plan.runs,
             median(&mut max),
             median(&mut p99)

@@ -306,12 +306,10 @@ impl SnapshotService {
     async fn swap_online(&self, staged: &Path) -> Result<PathBuf, SnapshotError> {
         let guard = self.db.close_for_swap().await?;
         let data_dir = self.data_dir().to_path_buf();
-        let keep = self.config.receive.keep_pre_restore;
         let staged = staged.to_path_buf();
-        let swapped =
-            tokio::task::spawn_blocking(move || swap::swap_files(&data_dir, &staged, keep))
-                .await
-                .map_err(|err| SnapshotError::Internal(format!("swap task failed: {err}")));
+        let swapped = tokio::task::spawn_blocking(move || swap::swap_files(&data_dir, &staged))
+            .await
+            .map_err(|err| SnapshotError::Internal(format!("swap task failed: {err}")));
         // Reopen whatever is live now: the new file after a swap, the old one after a failure
         // before the rename.
         // NOTE: if the swap failed between moving the old file away and renaming the new one in,
@@ -320,6 +318,10 @@ impl SnapshotService {
         let reopened = guard.reopen();
         let pre_restore = swapped??;
         reopened?;
+        // Outside the gate: deleting a large old copy would hold up waiting requests.
+        let data_dir = self.data_dir().to_path_buf();
+        let keep = self.config.receive.keep_pre_restore;
+        let _ = tokio::task::spawn_blocking(move || swap::prune_pre_restore(&data_dir, keep)).await;
         let conn_check = self.db.read(|conn| {
             let result: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
             Ok(result)

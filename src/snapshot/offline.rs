@@ -119,7 +119,8 @@ fn restore_staged(
                 return Err(SnapshotError::Rejected(rejection));
             }
         }
-        let pre_restore = swap::swap_files(data_dir, staged, keep)?;
+        let pre_restore = swap::swap_files(data_dir, staged)?;
+        swap::prune_pre_restore(data_dir, keep);
         status.applied(manifest.as_ref(), &incoming_position);
         return Ok(ApplyOutcome {
             result: "APPLIED",

@@ -43,12 +43,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Replaces the live database with `staged` (a verified file inside `data_dir/incoming`). Every
-/// connection to the live database must be closed. Returns the path of the pre-restore copy.
-pub fn swap_files(
-    data_dir: &Path,
-    staged: &Path,
-    keep_pre_restore: usize,
-) -> Result<PathBuf, SnapshotError> {
+/// connection to the live database must be closed. Returns the path of the pre-restore copy;
+/// old copies are left for [`prune_pre_restore`].
+pub fn swap_files(data_dir: &Path, staged: &Path) -> Result<PathBuf, SnapshotError> {
     let live = data_dir.join(LIVE_NAME);
     let pre_dir = data_dir.join("pre-restore");
     crate::fsutil::create_private_dir(&pre_dir)
@@ -80,7 +77,6 @@ pub fn swap_files(
     sync(&pre_dir)?;
     crate::failpoint::hit("swap.after_move_old");
     finish_forward(data_dir, staged, &live)?;
-    prune_pre_restore(&pre_dir, keep_pre_restore);
     Ok(pre_restore)
 }
 
@@ -143,7 +139,10 @@ fn sync(dir: &Path) -> Result<(), SnapshotError> {
     crate::fsutil::sync_dir(dir).map_err(|err| SnapshotError::io("fsync", dir, err))
 }
 
-fn prune_pre_restore(dir: &Path, keep: usize) {
+/// Deletes the oldest pre-restore copies in `data_dir` beyond the newest `keep` (at least one).
+/// Freeing a large file takes a while, so callers run this after the database has reopened.
+pub fn prune_pre_restore(data_dir: &Path, keep: usize) {
+    let dir = data_dir.join("pre-restore");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -222,5 +221,42 @@ fn remove_temp_files(dir: &Path, matches: impl Fn(&str) -> bool) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_pre_restore_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let pre = dir.path().join("pre-restore");
+        std::fs::create_dir(&pre).unwrap();
+        for stamp in ["20261201", "20261203", "20261202", "20261204"] {
+            std::fs::write(pre.join(format!("keyward-{stamp}T000000.000Z.db")), b"x").unwrap();
+        }
+        std::fs::write(pre.join("notes.txt"), b"kept").unwrap();
+
+        prune_pre_restore(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&pre)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "keyward-20261203T000000.000Z.db",
+                "keyward-20261204T000000.000Z.db",
+                "notes.txt"
+            ]
+        );
+
+        prune_pre_restore(dir.path(), 0);
+        assert!(
+            pre.join("keyward-20261204T000000.000Z.db").exists(),
+            "one copy always stays"
+        );
     }
 }
