@@ -8,6 +8,7 @@
 //! - `replication.json` for the last applied snapshot.
 
 pub mod admission;
+mod background;
 pub mod header;
 pub mod manifest;
 pub mod offline;
@@ -158,15 +159,14 @@ impl SnapshotService {
         let db_path = self.db.path().to_path_buf();
         let site_id = self.role.site_id().to_string();
         let started = std::time::Instant::now();
-        let snapshot = tokio::task::spawn_blocking(move || {
+        let snapshot = background::run("keyward-snapshot", move || {
             crate::fsutil::create_private_dir(&dir)
                 .map_err(|err| SnapshotError::io("create", &dir, err))?;
             let sequence =
                 store::next_sequence(&dir).map_err(|err| SnapshotError::io("write", &dir, err))?;
             take::take(&db_path, &dir, &site_id, sequence)
         })
-        .await
-        .map_err(|err| SnapshotError::Internal(format!("snapshot task failed: {err}")))??;
+        .await?;
         tracing::info!(
             snapshot.seq = snapshot.manifest.sequence,
             snapshot.bytes = snapshot.manifest.size,
@@ -237,11 +237,10 @@ impl SnapshotService {
     ) -> Result<ApplyOutcome, SnapshotError> {
         let verify_path = file.to_path_buf();
         let verify_manifest = manifest.clone();
-        let incoming = tokio::task::spawn_blocking(move || {
+        let incoming = background::run("keyward-verify", move || {
             verify::verify_file(&verify_path, verify_manifest.as_ref(), sha256.as_deref())
         })
-        .await
-        .map_err(|err| SnapshotError::Internal(format!("verification task failed: {err}")))??;
+        .await?;
         crate::failpoint::hit("receive.after_verify");
 
         let local = self.db.read(crate::role::read_position).await?;
