@@ -1,5 +1,6 @@
-//! Long snapshot work (copying, hashing, verifying a whole database) on a thread of its own at a
-//! lower CPU priority, so that requests keep their latency on a small machine while it runs.
+//! Long snapshot work (copying, hashing and verifying a whole database, deleting old copies) on
+//! a thread of its own at a lower CPU priority, so that requests keep their latency on a small
+//! machine while it runs.
 
 use super::SnapshotError;
 
@@ -33,7 +34,7 @@ pub async fn run<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     #[tokio::test]
-    async fn work_runs_at_lower_priority_and_returns_its_result() {
+    async fn snapshot_thread_is_niced_and_returns_result() {
         let niceness = super::run("kw-test", || {
             let me = rustix::thread::gettid();
             Ok(rustix::process::getpriority_process(Some(me)).unwrap())

@@ -175,22 +175,30 @@ impl SnapshotService {
             "snapshot taken"
         );
         self.status.snapshot_taken(&snapshot.manifest);
-        self.apply_retention();
+        self.apply_retention().await;
         self.ship_wakeup.notify_one();
         Ok(snapshot)
     }
 
     /// Deletes old snapshots per `[snapshot]` keep_last and max_age.
-    pub fn apply_retention(&self) {
+    pub async fn apply_retention(&self) {
         let protected = *self.shipping.lock().expect("shipping lock poisoned");
         let max_age = self.config.snapshot_max_age().ok().flatten();
-        let deleted = store::apply_retention(
-            &self.snapshots_dir(),
-            self.config.snapshot.keep_last,
-            max_age,
-            protected,
-            self.clock.now(),
-        );
+        let dir = self.snapshots_dir();
+        let keep_last = self.config.snapshot.keep_last;
+        let now = self.clock.now();
+        // On a thread of its own: freeing a large file takes long enough to hold up the
+        // requests of an async worker.
+        let deleted = background::run("keyward-retention", move || {
+            Ok(store::apply_retention(
+                &dir, keep_last, max_age, protected, now,
+            ))
+        })
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "deleting old snapshots failed");
+            Vec::new()
+        });
         if !deleted.is_empty() {
             tracing::info!(count = deleted.len(), "deleted old snapshots");
         }
