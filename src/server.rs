@@ -193,10 +193,8 @@ pub async fn reclaim_expired_leases(state: &AppState) {
     let expired = state
         .db
         .read(|conn| {
-            crate::license::leases::count_expired(conn, now).map_err(|err| match err {
-                crate::license::LicenseError::Db(db) => db,
-                other => DbError::Sqlite(other.to_string()),
-            })
+            crate::license::leases::count_expired(conn, now)
+                .map_err(crate::license::LicenseError::into_db_error)
         })
         .await;
     match expired {

@@ -358,13 +358,7 @@ async fn validation_entry(
     let facts = state
         .db
         .read(|conn| {
-            let txn = conn.unchecked_transaction()?;
-            let facts = validate::load_facts(&txn, key, computer_id, now);
-            txn.finish()?;
-            facts.map_err(|err| match err {
-                LicenseError::Db(db) => db,
-                other => crate::db::DbError::Sqlite(other.to_string()),
-            })
+            validate::load_facts(conn, key, computer_id, now).map_err(LicenseError::into_db_error)
         })
         .await?;
     let license_json = match &facts {

@@ -89,10 +89,7 @@ pub async fn export(
         .db
         .read_blocking(|conn| {
             let mut out = Vec::new();
-            csv_io::export(conn, &mut out).map_err(|err| match err {
-                LicenseError::Db(db) => db,
-                other => crate::db::DbError::Sqlite(other.to_string()),
-            })?;
+            csv_io::export(conn, &mut out).map_err(LicenseError::into_db_error)?;
             Ok(out)
         })
         .await?;

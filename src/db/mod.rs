@@ -144,9 +144,9 @@ impl Db {
         self.writable.load(Ordering::SeqCst)
     }
 
-    /// A number that changes after every commit that changed data and after every swap. Read it
-    /// before reading the database: data read afterwards is at least as new as that number, so
-    /// anything derived from it stays current while the number stays the same.
+    /// Returns a number that changes after every commit of tracked changes and after every swap.
+    /// Read it before reading the database: data read afterwards is at least as new as that
+    /// number, so anything derived from it stays current while the number stays the same.
     pub fn data_version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
     }
@@ -160,7 +160,7 @@ impl Db {
             readers: Mutex::new(Vec::new()),
         };
         *self.handles.lock().expect("db handles lock poisoned") = Some(Arc::new(handles));
-        // A swapped-in file holds other data.
+        // A swapped-in file contains other data.
         self.version.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -238,12 +238,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let _entered = self.enter().await.map_err(E::from)?;
-        self.current_handles()
-            .map_err(E::from)?
-            .writer
-            .submit(job, false, true)
-            .await
+        self.submit(job, false, true).await
     }
 
     /// Like [`Db::write`], for changes that nothing derived from the database depends on (the
@@ -257,12 +252,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let _entered = self.enter().await.map_err(E::from)?;
-        self.current_handles()
-            .map_err(E::from)?
-            .writer
-            .submit(job, false, false)
-            .await
+        self.submit(job, false, false).await
     }
 
     /// Like [`Db::write`], but passes on a standby site too. Used for role changes only.
@@ -274,11 +264,26 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        self.submit(job, true, true).await
+    }
+
+    /// Queues `job` for the writer thread once no swap holds the gate. `system` lets it pass on
+    /// a standby site, and `tracked` makes its commit move [`Db::data_version`] on.
+    async fn submit<T, E>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        system: bool,
+        tracked: bool,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
         let _entered = self.enter().await.map_err(E::from)?;
         self.current_handles()
             .map_err(E::from)?
             .writer
-            .submit(job, true, true)
+            .submit(job, system, tracked)
             .await
     }
 
@@ -444,7 +449,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn data_version_moves_on_with_commits_and_swaps_only() {
+    async fn data_version_tracks_commits_and_swaps() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("keyward.db"), |_| Ok(())).unwrap();
         let start = db.data_version();

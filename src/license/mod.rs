@@ -206,6 +206,15 @@ impl From<rusqlite::Error> for LicenseError {
 }
 
 impl LicenseError {
+    /// Converts the error for a database read closure: a database error stays itself, and any
+    /// other error becomes a database error carrying its message.
+    pub fn into_db_error(self) -> crate::db::DbError {
+        match self {
+            LicenseError::Db(db) => db,
+            other => crate::db::DbError::Sqlite(other.to_string()),
+        }
+    }
+
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         LicenseError::Invalid {
             field,

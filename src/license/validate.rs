@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::{License, LicenseError, activations, blocked, leases, store};
+use super::{LicenseError, activations, blocked, leases, store};
 use crate::signing::TrustedKeys;
 
 /// The outcome of a validation. Exactly one code is returned, the first that applies in this
@@ -21,16 +21,6 @@ pub enum ValidationCode {
     ProductMismatch,
     NotActivated,
     ComputerMismatch,
-}
-
-/// The result of a validation: the code, and the license details unless the key was not found
-/// or the computer is blocked.
-#[derive(Debug, Clone)]
-pub struct Validation {
-    pub code: ValidationCode,
-    pub license: Option<License>,
-    /// Row id of the license, for recording the last contact time.
-    pub license_id: Option<i64>,
 }
 
 /// What a validation reads from the database. The code follows from these facts, the request
@@ -59,68 +49,31 @@ impl Facts {
 }
 
 /// Reads the facts that validating `key` for `computer_id` at `now` depends on, in one read
-/// transaction.
+/// transaction, so that they come from one state of the database.
 pub fn load_facts(
     conn: &Connection,
     key: &str,
     computer_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Facts, LicenseError> {
-    let row = match store::find(conn, key) {
+    let txn = conn.unchecked_transaction()?;
+    let row = match store::find(&txn, key) {
         Ok(row) => row,
         Err(LicenseError::NotFound) => return Ok(Facts::NotFound),
         Err(err) => return Err(err),
     };
-    if blocked::is_blocked(conn, computer_id)? {
+    if blocked::is_blocked(&txn, computer_id)? {
         return Ok(Facts::ComputerBlocked);
     }
     let bound = if row.license.floating {
-        leases::holds_lease(conn, row.id, computer_id, now)?
+        leases::holds_lease(&txn, row.id, computer_id, now)?
     } else {
-        activations::is_activated(conn, row.id, computer_id)?
+        activations::is_activated(&txn, row.id, computer_id)?
     };
+    txn.finish()?;
     Ok(Facts::Found {
         row: Box::new(row),
         bound,
-    })
-}
-
-/// Validates `key` for `computer_id`. When `product` is given, the license must be for it. When
-/// `computer_key` is given, it must verify with `trusted` and name this key and computer.
-pub fn validate(
-    conn: &Connection,
-    key: &str,
-    computer_id: &str,
-    product: Option<&str>,
-    computer_key: Option<&str>,
-    trusted: &TrustedKeys,
-    now: DateTime<Utc>,
-) -> Result<Validation, LicenseError> {
-    let facts = conn
-        .unchecked_transaction()
-        .map_err(LicenseError::from)
-        .and_then(|txn| {
-            let facts = load_facts(&txn, key, computer_id, now)?;
-            txn.finish()?;
-            Ok(facts)
-        })?;
-    let binding = Binding {
-        computer_id,
-        product,
-        computer_key,
-    };
-    let code = decide(&facts, &binding, trusted, now);
-    Ok(match facts {
-        Facts::Found { row, .. } => Validation {
-            code,
-            license: Some(row.license),
-            license_id: Some(row.id),
-        },
-        Facts::NotFound | Facts::ComputerBlocked => Validation {
-            code,
-            license: None,
-            license_id: None,
-        },
     })
 }
 

@@ -36,10 +36,8 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         let id = state
             .db
             .read(move |conn| {
-                crate::license::tokens::authenticate(conn, &token).map_err(|err| match err {
-                    LicenseError::Db(db) => db,
-                    other => crate::db::DbError::Sqlite(other.to_string()),
-                })
+                crate::license::tokens::authenticate(conn, &token)
+                    .map_err(LicenseError::into_db_error)
             })
             .await?;
         match id {
