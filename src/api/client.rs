@@ -323,16 +323,15 @@ pub async fn validate(
     signed(&state, StatusCode::OK, &body)
 }
 
-/// What a validation reads from the database, with the license as clients see it, already in
-/// JSON: a cached entry answers a validation without reading or serialising the license again.
+/// The facts of one validation and the license as clients see it, already in JSON, so that a
+/// cached entry serves a validation without reading or serialising the license again.
 #[derive(Debug)]
 pub struct ValidationEntry {
     facts: validate::Facts,
     license_json: Option<Box<serde_json::value::RawValue>>,
 }
 
-/// The [`ValidateResponse`] a validation sends, borrowing its parts; serialises to the same
-/// JSON.
+/// The [`ValidateResponse`] of a validation with borrowed parts. It serialises to the same JSON.
 #[derive(Serialize)]
 struct ValidateReply<'a> {
     code: ValidationCode,

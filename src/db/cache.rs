@@ -1,8 +1,9 @@
 //! Values derived from the database, kept in memory for as long as the database does not change.
 //!
 //! Each value is filed under the data version read before the database was read for it (see
-//! [`super::Db::data_version`]). A commit or a swap moves the version on, and the next use of the
-//! cache then empties it, so a cached value is never older than the database.
+//! [`super::Db::data_version`]). A swap or any commit except an untracked one (last-contact
+//! times) moves the version on, and the next use of the cache then empties it. So a cached value
+//! is never older than the data it was derived from.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ struct Inner<V> {
 }
 
 impl<V> VersionCache<V> {
-    /// A cache of at most `capacity` values; a full cache starts again empty, and a capacity of
-    /// 0 keeps nothing.
+    /// Creates a cache of at most `capacity` values. A full cache starts again empty, and a
+    /// capacity of 0 keeps nothing.
     pub fn new(capacity: usize) -> Self {
         VersionCache {
             inner: Mutex::new(Inner {
@@ -88,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_empties_on_a_newer_version_and_ignores_an_older_one() {
+    fn cache_keeps_only_the_newest_version() {
         let cache = VersionCache::new(10);
         cache.insert(3, "key", "pc", Arc::new(1));
         cache.insert(5, "key", "pc-2", Arc::new(2));

@@ -267,7 +267,7 @@ impl Db {
         self.submit(job, true, true).await
     }
 
-    /// Queues `job` for the writer thread once no swap holds the gate. `system` lets it pass on
+    /// Queues `job` for the writer thread once no swap has the gate closed. `system` lets it pass on
     /// a standby site, and `tracked` makes its commit move [`Db::data_version`] on.
     async fn submit<T, E>(
         &self,

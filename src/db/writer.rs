@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 256;
 /// Report of a job to the writer after running in its savepoint.
 pub struct WriteOutcome {
     changed: bool,
-    /// Whether a change moves the data version on; see [`super::Db::write_untracked`].
+    /// Whether a change moves the data version on (see [`super::Db::write_untracked`]).
     tracked: bool,
     complete: Box<dyn FnOnce(Option<DbError>) + Send>,
 }

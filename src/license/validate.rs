@@ -23,7 +23,7 @@ pub enum ValidationCode {
     ComputerMismatch,
 }
 
-/// What a validation reads from the database. The code follows from these facts, the request
+/// The database state a validation depends on. The code follows from these facts, the request
 /// and the clock, so facts can be kept in memory while the database does not change.
 #[derive(Debug, Clone)]
 pub enum Facts {
@@ -38,8 +38,8 @@ pub enum Facts {
 }
 
 impl Facts {
-    /// Whether these facts stay true until the database changes. A lease expires with time, so
-    /// the facts of a floating license hold only for the moment they were read.
+    /// Returns whether these facts stay true until the database changes. A lease expires with
+    /// time, so the facts of a floating license are true only at the moment they were read.
     pub fn is_lasting(&self) -> bool {
         match self {
             Facts::Found { row, .. } => !row.license.floating,
