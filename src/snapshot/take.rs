@@ -153,8 +153,9 @@ const COPY_BLOCK: usize = 4 << 20;
 const DIRECT_ALIGN: usize = 4096;
 
 /// Copies `from` into a new file `to`, fsyncs it and returns its size and lowercase hex SHA-256,
-/// hashed from the same buffer that was written. With `direct`, writes bypass the page cache
-/// where the filesystem allows it. Each copied block of `from` is released at once (a hole is
+/// hashed from the same buffers that were written. With `direct`, writes bypass the page cache
+/// where the filesystem allows it. The calling thread reads and hashes one block while a second
+/// thread writes the one before. Each copied block of `from` is released at once (a hole is
 /// punched), so the two files together take little more disk space than one.
 fn copy_hashed(from: &Path, to: &Path, direct: bool) -> Result<(u64, String), SnapshotError> {
     let mut source = OpenOptions::new()
@@ -162,51 +163,124 @@ fn copy_hashed(from: &Path, to: &Path, direct: bool) -> Result<(u64, String), Sn
         .write(true)
         .open(from)
         .map_err(|err| SnapshotError::io("open", from, err))?;
-    let (target, mut direct) = create_for_copy(to, direct)?;
-    let mut storage = vec![0u8; COPY_BLOCK + DIRECT_ALIGN];
-    let start = (DIRECT_ALIGN - storage.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
-    let block = &mut storage[start..start + COPY_BLOCK];
+    let (target, direct) = create_for_copy(to, direct)?;
+    let (full_sender, full) = std::sync::mpsc::sync_channel::<(Block, u64)>(2);
+    let (empty_sender, empty) = std::sync::mpsc::sync_channel::<Block>(2);
+    for _ in 0..2 {
+        empty_sender
+            .send(Block::new())
+            .expect("the channel has room");
+    }
+    let (read, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_blocks(&target, to, direct, full, empty_sender));
+        let read = read_blocks(&mut source, from, empty, full_sender);
+        (
+            read,
+            writer.join().expect("snapshot writer thread panicked"),
+        )
+    });
+    // A write error also cuts the read short, so it is the one to report when both failed.
+    written?;
+    let (size, sha256) = read?;
+    target
+        .sync_all()
+        .map_err(|err| SnapshotError::io("fsync", to, err))?;
+    Ok((size, sha256))
+}
+
+/// Fills the blocks received on `empty` from `source`, hashes them, punches each one out of
+/// `source` and sends it on `full` with its offset. Returns the size and hex SHA-256 read.
+fn read_blocks(
+    source: &mut File,
+    path: &Path,
+    empty: std::sync::mpsc::Receiver<Block>,
+    full: std::sync::mpsc::SyncSender<(Block, u64)>,
+) -> Result<(u64, String), SnapshotError> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    loop {
-        let filled =
-            read_full(&mut source, block).map_err(|err| SnapshotError::io("read", from, err))?;
-        if filled == 0 {
+    // A closed channel means the writer stopped on an error, which its join returns.
+    while let Ok(mut block) = empty.recv() {
+        block.filled =
+            read_full(source, block.space()).map_err(|err| SnapshotError::io("read", path, err))?;
+        if block.filled == 0 {
             break;
         }
-        hasher.update(&block[..filled]);
-        if direct && filled % DIRECT_ALIGN != 0 {
-            // Only the last block can be short. It goes through the page cache, since
-            // O_DIRECT takes whole blocks.
-            direct = false;
-            clear_direct(&target).map_err(|err| SnapshotError::io("fcntl", to, err))?;
+        hasher.update(block.data());
+        // A failure only means the scratch file keeps its space until it is deleted.
+        let _ = rustix::fs::fallocate(
+            &*source,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            size,
+            block.filled as u64,
+        );
+        let filled = block.filled as u64;
+        if full.send((block, size)).is_err() {
+            break;
         }
-        match target.write_all_at(&block[..filled], size) {
+        size += filled;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// A buffer of `COPY_BLOCK` bytes aligned for `O_DIRECT`, and the count of bytes it holds.
+struct Block {
+    storage: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl Block {
+    fn new() -> Block {
+        let storage = vec![0u8; COPY_BLOCK + DIRECT_ALIGN];
+        let start = (DIRECT_ALIGN - storage.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+        Block {
+            storage,
+            start,
+            filled: 0,
+        }
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + COPY_BLOCK]
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.filled]
+    }
+}
+
+/// Writes each block received on `full` at its offset in `target` and hands the buffer back on
+/// `empty`. Leaves `O_DIRECT` for the rest of the file when a block is short (only the last one
+/// can be) or the device rejects the alignment.
+fn write_blocks(
+    target: &File,
+    path: &Path,
+    mut direct: bool,
+    full: std::sync::mpsc::Receiver<(Block, u64)>,
+    empty: std::sync::mpsc::SyncSender<Block>,
+) -> Result<(), SnapshotError> {
+    for (block, offset) in full {
+        if direct && block.filled % DIRECT_ALIGN != 0 {
+            direct = false;
+            clear_direct(target).map_err(|err| SnapshotError::io("fcntl", path, err))?;
+        }
+        match target.write_all_at(block.data(), offset) {
             Err(err)
                 if direct
                     && err.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
             {
-                // The device needs a larger alignment than DIRECT_ALIGN.
                 direct = false;
-                clear_direct(&target).map_err(|err| SnapshotError::io("fcntl", to, err))?;
-                target.write_all_at(&block[..filled], size)
+                clear_direct(target).map_err(|err| SnapshotError::io("fcntl", path, err))?;
+                target.write_all_at(block.data(), offset)
             }
             other => other,
         }
-        .map_err(|err| SnapshotError::io("write", to, err))?;
-        // A failure only means the scratch file keeps its space until it is deleted.
-        let _ = rustix::fs::fallocate(
-            &source,
-            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-            size,
-            filled as u64,
-        );
-        size += filled as u64;
+        .map_err(|err| SnapshotError::io("write", path, err))?;
+        if empty.send(block).is_err() {
+            break;
+        }
     }
-    target
-        .sync_all()
-        .map_err(|err| SnapshotError::io("fsync", to, err))?;
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok(())
 }
 
 /// Creates `path` for `copy_hashed` and returns whether it was opened with `O_DIRECT`.
@@ -279,6 +353,18 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), SnapshotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashed_copy_reports_write_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::write(&from, vec![7u8; 3 * COPY_BLOCK]).unwrap();
+        // Every write to /dev/full fails with ENOSPC.
+        let err = copy_hashed(&from, Path::new("/dev/full"), true).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("/dev/full"), "{message}");
+        assert!(message.contains("write"), "{message}");
+    }
 
     #[test]
     fn hashed_copy_matches_source_in_both_modes() {
