@@ -2,7 +2,8 @@
 //!
 //! In debug builds, when `KEYWARD_FAILPOINT` names the point being passed, the process prints
 //! `failpoint reached: NAME` to stderr and then stops there (sleeps forever), so that a test can
-//! SIGKILL it at exactly that step. `KEYWARD_FAILPOINT=NAME:abort` aborts instead. Release builds
+//! SIGKILL it at exactly that step. `KEYWARD_FAILPOINT=NAME:abort` aborts instead, and
+//! `NAME:error` makes a point passed with `hit_or_fail` return an I/O error. Release builds
 //! compile every call to nothing.
 
 /// Stops the process here if the `KEYWARD_FAILPOINT` environment variable names `name`.
@@ -22,6 +23,25 @@ pub fn hit(name: &str) {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
+}
+
+/// Returns an I/O error here if `KEYWARD_FAILPOINT` is `name:error`, else acts as `hit`.
+#[cfg(debug_assertions)]
+pub fn hit_or_fail(name: &str) -> std::io::Result<()> {
+    let wanted = std::env::var("KEYWARD_FAILPOINT").unwrap_or_default();
+    if wanted.strip_suffix(":error") == Some(name) {
+        eprintln!("failpoint reached: {name}");
+        return Err(std::io::Error::other(format!("failpoint {name}")));
+    }
+    hit(name);
+    Ok(())
+}
+
+/// Does nothing: failpoints are inert in release builds.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn hit_or_fail(_name: &str) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Does nothing: failpoints are inert in release builds.

@@ -50,6 +50,31 @@ fn dr_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+fn dr_env_failing_at(failpoint: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut env = dr_env();
+    env.push(("KEYWARD_FAILPOINT", failpoint));
+    env
+}
+
+/// Uploads `snapshot` to the site at `url` with the peer secret and returns status and body.
+fn send_snapshot(url: &str, snapshot: &Snapshot) -> (u16, serde_json::Value) {
+    upload_snapshot(
+        url,
+        Some(PEER_SECRET),
+        snapshot.bytes.clone(),
+        &snapshot.manifest,
+        true,
+    )
+}
+
+/// Starts a DR site in `dr_dir`, applies `snapshot` and stops the site cleanly.
+fn apply_and_stop(dr_dir: &Path, snapshot: &Snapshot) {
+    let mut dr = Process::serve(dr_dir, &dr_env());
+    let (status, body) = send_snapshot(&dr.url, snapshot);
+    assert_eq!(status, 200, "{}: {body}", dr_dir.display());
+    dr.terminate();
+}
+
 fn validate_code(url: &str, key: &str) -> String {
     let response = reqwest::blocking::Client::new()
         .post(format!("{url}/v1/validate"))
@@ -81,20 +106,9 @@ fn crash_at_each_receive_and_swap_step() {
     ];
     for (step, expect_new) in steps {
         let dr_dir = dir.path().join(format!("dr-{step}"));
-        let mut dr = Process::serve(&dr_dir, &dr_env());
-        let (status, body) = upload_snapshot(
-            &dr.url,
-            Some(PEER_SECRET),
-            old.bytes.clone(),
-            &old.manifest,
-            true,
-        );
-        assert_eq!(status, 200, "{step}: {body}");
-        dr.terminate();
+        apply_and_stop(&dr_dir, &old);
 
-        let mut env = dr_env();
-        env.push(("KEYWARD_FAILPOINT", step));
-        let mut dr = Process::serve(&dr_dir, &env);
+        let mut dr = Process::serve(&dr_dir, &dr_env_failing_at(step));
         let url = dr.url.clone();
         let (bytes, manifest) = (new.bytes.clone(), new.manifest.clone());
         let upload = std::thread::spawn(move || {
@@ -149,13 +163,7 @@ fn crash_at_each_receive_and_swap_step() {
 
         // After recovery the DR still takes the new snapshot (or already has it).
         let dr = Process::serve(&dr_dir, &dr_env());
-        let (status, body) = upload_snapshot(
-            &dr.url,
-            Some(PEER_SECRET),
-            new.bytes.clone(),
-            &new.manifest,
-            true,
-        );
+        let (status, body) = send_snapshot(&dr.url, &new);
         assert_eq!(status, 200, "{step}: {body}");
         assert_eq!(
             validate_code(&dr.url, &second_key),
@@ -163,6 +171,35 @@ fn crash_at_each_receive_and_swap_step() {
             "{step}"
         );
     }
+}
+
+#[test]
+fn failed_swap_keeps_old_database_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, first_key, second_key) = two_snapshots(&dir.path().join("primary"));
+    let dr_dir = dir.path().join("dr");
+    apply_and_stop(&dr_dir, &old);
+
+    // The rename of the new file fails after the old one has moved away.
+    let mut dr = Process::serve(&dr_dir, &dr_env_failing_at("swap.before_rename_new:error"));
+    let (status, body) = send_snapshot(&dr.url, &new);
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.to_string()
+            .contains("failpoint swap.before_rename_new"),
+        "the error names the failed step: {body}"
+    );
+
+    // Without a restart, the same process serves the old database.
+    assert_eq!(validate_code(&dr.url, &first_key), "NOT_ACTIVATED");
+    assert_eq!(validate_code(&dr.url, &second_key), "NOT_FOUND");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_, status) = runtime.block_on(admin(&dr.url, Method::GET, "/v1/admin/status", None));
+    assert_eq!(status["position"]["write_seq"], old.write_seq);
+    let leftovers = files_in(&dr_dir.join("incoming"));
+    assert!(leftovers.is_empty(), "leftovers {leftovers:?}");
+    assert_eq!(dr.terminate().code(), Some(0));
+    assert!(integrity_ok(&dr_dir.join("keyward.db")));
 }
 
 #[test]

@@ -317,11 +317,18 @@ impl SnapshotService {
         let swapped = tokio::task::spawn_blocking(move || swap::swap_files(&data_dir, &staged))
             .await
             .map_err(|err| SnapshotError::Internal(format!("swap task failed: {err}")));
-        // Reopen whatever is live now: the new file after a swap, the old one after a failure
-        // before the rename.
-        // NOTE: if the swap failed between moving the old file away and renaming the new one in,
-        // nothing is live and reopening fails; requests then fail until a restart, whose
-        // recovery finishes the swap from the journal.
+        if !matches!(swapped, Ok(Ok(_))) {
+            let data_dir = self.data_dir().to_path_buf();
+            let rolled_back = tokio::task::spawn_blocking(move || swap::roll_back(&data_dir))
+                .await
+                .unwrap_or_else(|err| Err(SnapshotError::Internal(err.to_string())));
+            if let Err(err) = rolled_back {
+                // NOTE: with no database live, requests fail until a restart, whose recovery
+                // finishes the swap from the journal or puts the old database back.
+                tracing::error!(error = %err, "putting the old database back after a failed swap failed; restart keyward to recover");
+            }
+        }
+        // Reopen whatever is live now: the new file after a swap, the old one after a failure.
         let reopened = guard.reopen();
         let pre_restore = swapped??;
         reopened?;

@@ -91,7 +91,9 @@ fn finish_forward(data_dir: &Path, staged: &Path, live: &Path) -> Result<(), Sna
         }
     }
     sync(data_dir)?;
-    std::fs::rename(staged, live).map_err(|err| SnapshotError::io("rename", staged, err))?;
+    crate::failpoint::hit_or_fail("swap.before_rename_new")
+        .and_then(|()| std::fs::rename(staged, live))
+        .map_err(|err| SnapshotError::io("rename", staged, err))?;
     sync(data_dir)?;
     crate::failpoint::hit("swap.after_rename_new");
     let journal_file = journal_path(data_dir);
@@ -159,17 +161,45 @@ pub fn prune_pre_restore(data_dir: &Path, keep: usize) {
     }
 }
 
+/// Reads the swap journal, or returns `None` when no swap is under way.
+fn read_journal(journal_file: &Path) -> Result<Option<Journal>, SnapshotError> {
+    let Ok(bytes) = std::fs::read(journal_file) else {
+        return Ok(None);
+    };
+    let journal = serde_json::from_slice(&bytes).map_err(|err| {
+        SnapshotError::Internal(format!(
+            "swap journal {} is unreadable: {err}",
+            journal_file.display()
+        ))
+    })?;
+    Ok(Some(journal))
+}
+
+/// Puts the old database back after `swap_files` returned an error in a running server, so the
+/// site goes on serving its old data without a restart. When a database is live (the error came
+/// before the old file moved or after the new one was in), only the journal is removed.
+pub fn roll_back(data_dir: &Path) -> Result<(), SnapshotError> {
+    let journal_file = journal_path(data_dir);
+    let Some(journal) = read_journal(&journal_file)? else {
+        return Ok(());
+    };
+    let live = data_dir.join(LIVE_NAME);
+    if !live.exists() && journal.pre_restore.exists() {
+        std::fs::rename(&journal.pre_restore, &live)
+            .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
+        sync(data_dir)?;
+        tracing::warn!(pre_restore = %journal.pre_restore.display(), "the swap failed after the old database moved; the old database is live again");
+    }
+    std::fs::remove_file(&journal_file)
+        .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+    sync(data_dir)
+}
+
 /// Finishes or rolls back a swap interrupted by a crash, and removes leftover temp files. Runs
 /// before the database is opened.
 pub fn recover(data_dir: &Path) -> Result<(), SnapshotError> {
     let journal_file = journal_path(data_dir);
-    if let Ok(bytes) = std::fs::read(&journal_file) {
-        let journal: Journal = serde_json::from_slice(&bytes).map_err(|err| {
-            SnapshotError::Internal(format!(
-                "swap journal {} is unreadable: {err}",
-                journal_file.display()
-            ))
-        })?;
+    if let Some(journal) = read_journal(&journal_file)? {
         let live = data_dir.join(LIVE_NAME);
         let live_exists = live.exists();
         let staged_exists = journal.staged.exists();
