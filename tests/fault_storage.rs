@@ -35,6 +35,17 @@ impl Tmpfs {
         })
     }
 
+    /// Mounts as `mount` does, or prints why test `test` is skipped and returns `None`.
+    fn mount_or_skip(path: &Path, size: &str, test: &str) -> Option<Tmpfs> {
+        match Tmpfs::mount(path, size) {
+            Ok(tmpfs) => Some(tmpfs),
+            Err(reason) => {
+                eprintln!("SKIPPED {test}: mounting a tmpfs failed: {reason}");
+                None
+            }
+        }
+    }
+
     /// Remounts with `options`, such as `ro` or `rw`.
     fn remount(&self, options: &str) {
         let status = Command::new("mount")
@@ -98,12 +109,8 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 fn disk_full_while_receiving() {
     let dir = tempfile::tempdir().unwrap();
     let mount_point = dir.path().join("small");
-    let tmpfs = match Tmpfs::mount(&mount_point, "2m") {
-        Ok(tmpfs) => tmpfs,
-        Err(reason) => {
-            eprintln!("SKIPPED disk_full_while_receiving: mounting a tmpfs failed: {reason}");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::mount_or_skip(&mount_point, "2m", "disk_full_while_receiving") else {
+        return;
     };
 
     // A small snapshot fits on the DR; a later one of about 4 MB does not.
@@ -148,6 +155,68 @@ fn disk_full_while_receiving() {
     assert!(integrity_ok(&live), "integrity check failed");
 }
 
+#[test]
+fn disk_full_while_taking_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount_point = dir.path().join("small");
+    let Some(tmpfs) = Tmpfs::mount_or_skip(&mount_point, "32m", "disk_full_while_taking_snapshot")
+    else {
+        return;
+    };
+    let data_dir = tmpfs.path.join("primary");
+    let primary = Process::serve(&data_dir, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = runtime.block_on(seed_license(&primary.url, 1));
+    import_licenses(&primary.url, 12_000);
+    let database_size = std::fs::metadata(data_dir.join("keyward.db"))
+        .unwrap()
+        .len();
+    assert!(
+        database_size > 3 * 1024 * 1024,
+        "database is only {database_size} bytes"
+    );
+
+    // Leave room for half the database: the backup step runs out of space.
+    let free = rustix::fs::statvfs(&tmpfs.path).unwrap();
+    let free_bytes = free.f_bavail * free.f_frsize;
+    let filler = tmpfs.path.join("filler");
+    std::fs::write(
+        &filler,
+        vec![1u8; (free_bytes - database_size / 2) as usize],
+    )
+    .unwrap();
+    let response = blocking_client()
+        .post(format!("{}/v1/admin/snapshots", primary.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["code"], "INSUFFICIENT_STORAGE", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("snapshot.keep_last"), "{message}");
+    let leftovers = files_in(&data_dir.join("snapshots"));
+    assert!(
+        leftovers
+            .iter()
+            .all(|path| path.file_name().unwrap() == "sequence"),
+        "files left: {leftovers:?}"
+    );
+
+    // The server keeps serving, and the next snapshot works once there is room.
+    let response = blocking_client()
+        .post(format!("{}/v1/validate", primary.url))
+        .json(&serde_json::json!({"key": key, "computer_id": "probe"}))
+        .send()
+        .unwrap();
+    let validated: serde_json::Value = response.json().unwrap();
+    assert_eq!(validated["code"], "NOT_ACTIVATED", "{validated}");
+    std::fs::remove_file(&filler).unwrap();
+    let (snapshot, _) = snapshot_of(&primary, &data_dir);
+    assert!(snapshot.len() as u64 >= database_size / 2);
+}
+
 fn snapshot_of(primary: &Process, data_dir: &Path) -> (Vec<u8>, Vec<u8>) {
     let response = blocking_client()
         .post(format!("{}/v1/admin/snapshots", primary.url))
@@ -163,12 +232,9 @@ fn snapshot_of(primary: &Process, data_dir: &Path) -> (Vec<u8>, Vec<u8>) {
 fn read_only_data_dir_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let mount_point = dir.path().join("site");
-    let tmpfs = match Tmpfs::mount(&mount_point, "8m") {
-        Ok(tmpfs) => tmpfs,
-        Err(reason) => {
-            eprintln!("SKIPPED read_only_data_dir_is_reported: mounting a tmpfs failed: {reason}");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::mount_or_skip(&mount_point, "8m", "read_only_data_dir_is_reported")
+    else {
+        return;
     };
 
     // A snapshot from elsewhere to restore, and a site with one license on the tmpfs.

@@ -49,6 +49,8 @@ pub enum SnapshotError {
     },
     #[error("SQLite error: {0}")]
     Sqlite(String),
+    #[error("no space left on the disk: {0}")]
+    DiskFull(String),
     #[error("the database stayed locked; the snapshot was not taken")]
     Busy,
     #[error("another snapshot is being received or applied; retry later")]
@@ -77,6 +79,7 @@ impl SnapshotError {
             SnapshotError::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 "INSUFFICIENT_STORAGE"
             }
+            SnapshotError::DiskFull(_) => "INSUFFICIENT_STORAGE",
             SnapshotError::Io { .. } => "IO_ERROR",
             SnapshotError::Sqlite(_) => "SQLITE_ERROR",
             SnapshotError::Busy => "BUSY",
@@ -88,6 +91,9 @@ impl SnapshotError {
 
 impl From<rusqlite::Error> for SnapshotError {
     fn from(err: rusqlite::Error) -> Self {
+        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return SnapshotError::DiskFull(err.to_string());
+        }
         SnapshotError::Sqlite(err.to_string())
     }
 }

@@ -45,8 +45,12 @@ pub fn error_response(err: &SnapshotError) -> ApiError {
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         },
         SnapshotError::InProgress | SnapshotError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        SnapshotError::Io { .. } if err.code() == "INSUFFICIENT_STORAGE" => {
-            StatusCode::INSUFFICIENT_STORAGE
+        _ if err.code() == "INSUFFICIENT_STORAGE" => {
+            let message = format!(
+                "{err}; free space in the data directory (snapshot.keep_last and \
+                 receive.keep_pre_restore set how many copies it keeps)"
+            );
+            return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, err.code(), message);
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
