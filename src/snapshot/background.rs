@@ -33,9 +33,10 @@ pub async fn run<T: Send + 'static>(
         .map_err(|_| SnapshotError::Internal(format!("thread {name} stopped without a result")))?
 }
 
-/// Moves the calling thread to the idle scheduling policy (`SCHED_IDLE`): it runs only on a core
-/// that no other thread wants, and a request thread that wakes up preempts it. An idle machine
-/// still gives it a whole core, so a snapshot is slowed only while requests need the CPU.
+/// Moves the calling thread to the idle scheduling policy (`SCHED_IDLE`): the lowest weight the
+/// scheduler offers, and a request thread that wakes up preempts it. An idle machine still gives
+/// it a whole core, so a snapshot is slowed mostly while requests need the CPU. Under full load
+/// a snapshot takes longer, and its read transaction keeps the WAL from restarting meanwhile.
 fn lower_priority() {
     let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
     if let Err(err) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)

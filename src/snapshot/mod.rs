@@ -296,7 +296,8 @@ impl SnapshotService {
             .join(format!("staged-{}.db", crate::ids::random_hex(4)));
         std::fs::rename(file, &staged).map_err(|err| SnapshotError::io("rename", file, err))?;
         let pre_restore = self.swap_online(&staged).await;
-        if staged.exists() {
+        // A journal left behind means start-up recovery may still need the staged file.
+        if staged.exists() && !swap::journal_exists(self.data_dir()) {
             let _ = std::fs::remove_file(&staged);
         }
         let pre_restore = pre_restore?;

@@ -177,14 +177,21 @@ fn read_journal(journal_file: &Path) -> Result<Option<Journal>, SnapshotError> {
 
 /// Puts the old database back after `swap_files` returned an error in a running server, so the
 /// site goes on serving its old data without a restart. When a database is live (the error came
-/// before the old file moved or after the new one was in), only the journal is removed.
+/// before the old file moved or after the new one was in), only the journal is removed. When
+/// neither is there, the journal stays for start-up recovery and an error is returned.
 pub fn roll_back(data_dir: &Path) -> Result<(), SnapshotError> {
     let journal_file = journal_path(data_dir);
     let Some(journal) = read_journal(&journal_file)? else {
         return Ok(());
     };
     let live = data_dir.join(LIVE_NAME);
-    if !live.exists() && journal.pre_restore.exists() {
+    if !live.exists() {
+        if !journal.pre_restore.exists() {
+            return Err(SnapshotError::Internal(format!(
+                "no database is live and the old copy {} named in the swap journal is missing",
+                journal.pre_restore.display()
+            )));
+        }
         std::fs::rename(&journal.pre_restore, &live)
             .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
         sync(data_dir)?;
@@ -193,6 +200,11 @@ pub fn roll_back(data_dir: &Path) -> Result<(), SnapshotError> {
     std::fs::remove_file(&journal_file)
         .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
     sync(data_dir)
+}
+
+/// Returns whether a swap journal exists: a swap is under way or waits for start-up recovery.
+pub fn journal_exists(data_dir: &Path) -> bool {
+    journal_path(data_dir).exists()
 }
 
 /// Finishes or rolls back a swap interrupted by a crash, and removes leftover temp files. Runs
@@ -228,8 +240,10 @@ pub fn recover(data_dir: &Path) -> Result<(), SnapshotError> {
     remove_temp_files(&data_dir.join("incoming"), |name| {
         name.starts_with("upload-") || name.starts_with("staged-")
     });
+    // Snapshot copies start with ".tmp-"; manifests and the sequence counter are written
+    // through hidden temp names such as ".snap-0000000001.json.tmp-1a2b".
     remove_temp_files(&data_dir.join("snapshots"), |name| {
-        name.starts_with(".tmp-")
+        name.starts_with(".tmp-") || (name.starts_with('.') && name.contains(".tmp-"))
     });
     super::store::remove_incomplete(&data_dir.join("snapshots"));
     Ok(())
@@ -257,6 +271,84 @@ fn remove_temp_files(dir: &Path, matches: impl Fn(&str) -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes a swap journal into `data_dir` naming `staged` and `pre_restore`.
+    fn write_journal(data_dir: &Path, staged: &Path, pre_restore: &Path) {
+        std::fs::create_dir_all(data_dir.join("incoming")).unwrap();
+        let journal = Journal {
+            staged: staged.to_path_buf(),
+            pre_restore: pre_restore.to_path_buf(),
+            started_at: "2026-12-04T00:00:00Z".into(),
+        };
+        std::fs::write(
+            journal_path(data_dir),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn roll_back_restores_moved_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("incoming").join("staged-1.db");
+        let pre_restore = dir.path().join("pre-restore").join("keyward-1.db");
+        write_journal(dir.path(), &staged, &pre_restore);
+        std::fs::write(&staged, b"new").unwrap();
+        std::fs::create_dir_all(pre_restore.parent().unwrap()).unwrap();
+        std::fs::write(&pre_restore, b"old").unwrap();
+
+        roll_back(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(LIVE_NAME)).unwrap(), b"old");
+        assert!(!pre_restore.exists());
+        assert!(!journal_exists(dir.path()));
+    }
+
+    #[test]
+    fn roll_back_without_old_copy_keeps_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("incoming").join("staged-1.db");
+        let gone = dir.path().join("pre-restore").join("gone.db");
+        write_journal(dir.path(), &staged, &gone);
+        std::fs::write(&staged, b"new").unwrap();
+
+        let err = roll_back(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("gone.db"), "{err}");
+        assert!(journal_exists(dir.path()), "recovery needs the journal");
+        // Start-up recovery then finishes the swap forward from the staged file.
+        recover(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(LIVE_NAME)).unwrap(), b"new");
+        assert!(!journal_exists(dir.path()));
+    }
+
+    #[test]
+    fn recovery_removes_hidden_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir.path().join("snapshots");
+        std::fs::create_dir_all(&snapshots).unwrap();
+        let leftovers = [
+            ".tmp-snap-abc123.backup",
+            ".tmp-snap-abc123.db",
+            ".snap-0000000001.json.tmp-1a2b",
+            ".sequence.tmp-3c4d",
+        ];
+        for name in leftovers {
+            std::fs::write(snapshots.join(name), b"x").unwrap();
+        }
+        std::fs::write(snapshots.join("snap-0000000001.db"), b"db").unwrap();
+        std::fs::write(snapshots.join("snap-0000000001.json"), b"{}").unwrap();
+        std::fs::write(snapshots.join("sequence"), b"1").unwrap();
+
+        recover(dir.path()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["sequence", "snap-0000000001.db", "snap-0000000001.json"]
+        );
+    }
 
     #[test]
     fn pruning_keeps_the_newest_pre_restore_copies() {

@@ -10,8 +10,8 @@
 //! through the page cache, and flushing a whole database of dirty pages at once delays every
 //! other thread on a small VM. On the two-core test machine, validation p99 rose about threefold
 //! while a buffered 1 GiB file was flushed, and barely moved during direct writes of the same
-//! size (BENCHMARKS.md). The scratch file is usually deleted before the kernel flushes it, so
-//! most of its pages never reach the disk.
+//! size (BENCHMARKS.md). A database smaller than the kernel's background writeback threshold (a
+//! tenth of the available memory by default) has its scratch file deleted before any flush.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -95,8 +95,10 @@ fn take_into(
     std::fs::rename(temp, &path).map_err(|err| SnapshotError::io("rename", temp, err))?;
     crate::failpoint::hit("snapshot.before_manifest");
     // The manifest is written last: a snapshot without one is incomplete and removed at start.
-    crate::fsutil::write_atomically(&manifest_path(&path), &manifest.to_json())
-        .map_err(|err| SnapshotError::io("write", &manifest_path(&path), err))?;
+    if let Err(err) = crate::fsutil::write_atomically(&manifest_path(&path), &manifest.to_json()) {
+        let _ = std::fs::remove_file(&path);
+        return Err(SnapshotError::io("write", &manifest_path(&path), err));
+    }
     Ok(StoredSnapshot { path, manifest })
 }
 
