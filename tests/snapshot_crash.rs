@@ -203,6 +203,41 @@ fn failed_swap_keeps_old_database_live() {
 }
 
 #[test]
+fn swap_done_despite_journal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, _first_key, second_key) = two_snapshots(&dir.path().join("primary"));
+    let dr_dir = dir.path().join("dr");
+    apply_and_stop(&dr_dir, &old);
+
+    // The new file is already live when the step that removes the swap journal fails.
+    let mut dr = Process::serve(&dr_dir, &dr_env_failing_at("swap.after_rename_new:error"));
+    let (status, body) = send_snapshot(&dr.url, &new);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "APPLIED");
+    assert!(dr.wait_for_log("removing the swap journal failed", Duration::from_secs(5)));
+
+    assert_eq!(validate_code(&dr.url, &second_key), "NOT_ACTIVATED");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_, status) = runtime.block_on(admin(&dr.url, Method::GET, "/v1/admin/status", None));
+    assert_eq!(status["position"]["write_seq"], new.write_seq);
+    assert_eq!(
+        status["replication"]["last_applied"]["write_seq"],
+        new.write_seq
+    );
+    assert_eq!(dr.terminate().code(), Some(0));
+
+    // The journal left behind names a finished swap, so start-up removes it and keeps the new data.
+    assert!(dr_dir.join("incoming/swap.json").exists());
+    let dr = Process::serve(&dr_dir, &dr_env());
+    assert!(dr.wait_for_log(
+        "a swap had finished before the crash",
+        Duration::from_secs(5)
+    ));
+    assert!(!dr_dir.join("incoming/swap.json").exists());
+    assert_eq!(validate_code(&dr.url, &second_key), "NOT_ACTIVATED");
+}
+
+#[test]
 fn crash_while_taking_snapshot() {
     for step in ["snapshot.after_copy", "snapshot.before_manifest"] {
         let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,9 @@
 //!    the directory is fsynced;
 //! 5. the journal is removed.
 //!
+//! In a running server, an error before the rename in step 4 leaves the old file live (moved back
+//! if needed), and an error after it leaves the new file live and the swap counts as done.
+//!
 //! At start, [`recover`] reads a leftover journal: before step 2 it rolls back (the old file
 //! stays live), after step 2 it rolls forward (the staged file becomes live). Either way one
 //! whole database is live, never a mix.
@@ -76,12 +79,23 @@ pub fn swap_files(data_dir: &Path, staged: &Path) -> Result<PathBuf, SnapshotErr
     std::fs::rename(&live, &pre_restore).map_err(|err| SnapshotError::io("rename", &live, err))?;
     sync(&pre_dir)?;
     crate::failpoint::hit("swap.after_move_old");
-    finish_forward(data_dir, staged, &live)?;
+    move_new_in(data_dir, staged, &live)?;
+    if let Err(err) = close_journal(data_dir) {
+        // The new database is live, so the swap counts as done. If the rename did not reach the
+        // disk, start-up recovery finds the staged file and finishes the swap, else it drops the journal.
+        tracing::warn!(error = %err, journal = %journal_file.display(), "the snapshot is live, but removing the swap journal failed. The next start-up finishes the swap");
+    }
     Ok(pre_restore)
 }
 
 /// Steps 3 to 5: drop stale WAL files, rename the staged file in, remove the journal.
 fn finish_forward(data_dir: &Path, staged: &Path, live: &Path) -> Result<(), SnapshotError> {
+    move_new_in(data_dir, staged, live)?;
+    close_journal(data_dir)
+}
+
+/// Removes stale WAL files, then renames the staged file over the live path (steps 3 and 4).
+fn move_new_in(data_dir: &Path, staged: &Path, live: &Path) -> Result<(), SnapshotError> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let path = sidecar(live, suffix);
         match std::fs::remove_file(&path) {
@@ -93,11 +107,15 @@ fn finish_forward(data_dir: &Path, staged: &Path, live: &Path) -> Result<(), Sna
     sync(data_dir)?;
     crate::failpoint::hit_or_fail("swap.before_rename_new")
         .and_then(|()| std::fs::rename(staged, live))
-        .map_err(|err| SnapshotError::io("rename", staged, err))?;
+        .map_err(|err| SnapshotError::io("rename", staged, err))
+}
+
+/// Fsyncs the directory after the rename (end of step 4), then removes the journal (step 5).
+fn close_journal(data_dir: &Path) -> Result<(), SnapshotError> {
     sync(data_dir)?;
-    crate::failpoint::hit("swap.after_rename_new");
     let journal_file = journal_path(data_dir);
-    std::fs::remove_file(&journal_file)
+    crate::failpoint::hit_or_fail("swap.after_rename_new")
+        .and_then(|()| std::fs::remove_file(&journal_file))
         .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
     if let Some(dir) = journal_file.parent() {
         sync(dir)?;
