@@ -323,3 +323,41 @@ fn builder_rejects_bad_settings() {
         );
     }
 }
+
+#[tokio::test]
+async fn busy_rejection_retried_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.receive.swap_wait = "100ms".into();
+    let server = InProcess::start(config).await;
+    let key = seed_license(&server.url, 2).await;
+    let client = builder_for(&server).build().unwrap();
+    let activate = |computer_id: &'static str| {
+        let client = client.clone();
+        let key = key.clone();
+        tokio::spawn(async move { client.activate(&key, computer_id, "").await })
+    };
+
+    // The gate is held as during a swap. The first try gets BUSY after 100 ms, and the retry a
+    // second later finds the swap over.
+    let gate = server.state.db.close_for_swap().await.unwrap();
+    let started = std::time::Instant::now();
+    let short_swap = activate("pc-1");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    gate.reopen().unwrap();
+    let activation = short_swap.await.unwrap().unwrap();
+    assert_eq!(activation.license.seats_used, 1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+
+    // A swap that outlasts the retry leaves the caller with the BUSY rejection.
+    let gate = server.state.db.close_for_swap().await.unwrap();
+    let long_swap = activate("pc-2");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    gate.reopen().unwrap();
+    let result = long_swap.await.unwrap();
+    let Err(ClientError::Rejected { code, .. }) = &result else {
+        panic!("expected a BUSY rejection, got {result:?}");
+    };
+    assert_eq!(code, "BUSY");
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
 //! The client operations. Each one goes to the active server and is retried once on another
 //! server when the active one moved: after a connection failure when the redirect file now
-//! names another server, and after a `SITE_STANDBY` rejection.
+//! names another server, and after a `SITE_STANDBY` rejection. A `BUSY` rejection, sent when a
+//! request waited too long for a snapshot swap, is retried once on the same server.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,6 +19,13 @@ use crate::redirect::same_site;
 
 /// Code of the rejection that a standby site sends for activations and releases.
 const SITE_STANDBY: &str = "SITE_STANDBY";
+
+/// Code of the rejection that a server sends when a request timed out waiting for a snapshot
+/// swap. The request was not carried out, so sending it again is safe.
+const BUSY: &str = "BUSY";
+
+/// Wait before retrying a `BUSY` request, matching the `Retry-After: 1` header of the rejection.
+const BUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Minimum advance of the last server contact before the state file is rewritten, so that
 /// frequent validations do not write the file each time.
@@ -201,7 +209,17 @@ impl Client {
         request: &R,
     ) -> Result<(Url, Verified<T>), ClientError> {
         let url = self.active_url().await?;
-        let first = self.inner.transport.post(&url, path, request).await;
+        let mut first = self.inner.transport.post(&url, path, request).await;
+        if matches!(&first, Err(ClientError::Rejected { code, .. }) if code == BUSY) {
+            tracing::info!(
+                url = %url,
+                path,
+                delay_ms = BUSY_RETRY_DELAY.as_millis() as u64,
+                "the server is swapping in a snapshot, so the request is sent again"
+            );
+            tokio::time::sleep(BUSY_RETRY_DELAY).await;
+            first = self.inner.transport.post(&url, path, request).await;
+        }
 
         let moved_to = match &first {
             Err(ClientError::Unreachable { source, .. }) if source.is_connect() => {
