@@ -102,9 +102,13 @@ releases_per_seat = 5
 release_period = "30d"
 # Requests to client endpoints per IP address (IPv6: per /64 prefix) and minute, refilled
 # continuously into a bucket of request_burst requests (0 = no limit). Behind a reverse
-# proxy every request comes from the proxy's address, so raise or disable this there.
+# proxy every request comes from the proxy's address unless the proxy is listed below.
 requests_per_minute = 600
 request_burst = 100
+# Reverse proxies trusted to name the client in X-Forwarded-For: IP addresses or CIDR blocks,
+# such as ["127.0.0.1", "10.0.0.0/8"]. For a request from one of them, the rate limit and the
+# activation records use the rightmost address in that header that is not a listed proxy.
+trusted_proxies = []
 "#;
 
 /// A secret value whose `Debug` output is masked.
@@ -214,6 +218,7 @@ pub struct LimitsConfig {
     pub release_period: String,
     pub requests_per_minute: u32,
     pub request_burst: u32,
+    pub trusted_proxies: Vec<String>,
 }
 
 /// An invalid configuration value, named by its key.
@@ -303,6 +308,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "limits.requests_per_minute",
     ),
     ("KEYWARD_LIMITS_REQUEST_BURST", "limits.request_burst"),
+    ("KEYWARD_LIMITS_TRUSTED_PROXIES", "limits.trusted_proxies"),
 ];
 
 /// Environment variables that start with `KEYWARD_` but are not configuration.
@@ -404,6 +410,10 @@ impl Config {
                 "a rate limit needs a burst of at least 1; or set limits.requests_per_minute = 0",
             ));
         }
+        for entry in &self.limits.trusted_proxies {
+            crate::api::forwarded::parse_proxy(entry)
+                .map_err(|message| value_error("limits.trusted_proxies", entry, message))?;
+        }
         if !self.peer.url.is_empty() && self.peer.secret.is_empty() {
             return Err(value_error(
                 "peer.secret",
@@ -495,6 +505,15 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("keyward.db")
+    }
+
+    /// Returns the parsed `limits.trusted_proxies`, checked at load.
+    pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        self.limits
+            .trusted_proxies
+            .iter()
+            .filter_map(|entry| crate::api::forwarded::parse_proxy(entry).ok())
+            .collect()
     }
 
     /// Builds the trial, activation and release limits from `[trials]` and `[limits]`.
@@ -597,6 +616,14 @@ fn set_key(table: &mut toml::Table, key: &str, text: &str) -> Result<(), ConfigE
             .parse()
             .map(toml::Value::Boolean)
             .map_err(|_| value_error(key, text, "expected true or false"))?,
+        // Lists come from the environment separated by commas.
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(text.to_string()),
     };
     target.insert(name.to_string(), value);

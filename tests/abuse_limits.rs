@@ -230,6 +230,116 @@ async fn retry_after_follows_rate() {
     server.stop().await;
 }
 
+/// Posts `body` to a client endpoint with an `X-Forwarded-For` header and returns the status.
+async fn post_forwarded(
+    base: &str,
+    path: &str,
+    forwarded_for: &str,
+    body: &serde_json::Value,
+) -> u16 {
+    common::http()
+        .post(format!("{base}{path}"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn trusted_proxy_names_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start_clocked(dir.path(), |config| {
+        config.limits.requests_per_minute = 1;
+        config.limits.request_burst = 1;
+        config.limits.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let base = server.url.as_str();
+    let key = create_license(base, json!({"model": "permanent"})).await;
+    let request = json!({"key": key, "computer_id": "pc-1"});
+
+    // Each forwarded client has its own bucket of one request.
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", "203.0.113.1", &request).await,
+        200
+    );
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", "203.0.113.1", &request).await,
+        429
+    );
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", "203.0.113.2", &request).await,
+        200
+    );
+    // An address that the client wrote left of the proxy's entry does not pick the bucket.
+    let spoofed = "198.51.100.1, 203.0.113.2";
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", spoofed, &request).await,
+        429
+    );
+
+    // The activation record stores the forwarded address.
+    assert_eq!(
+        post_forwarded(base, "/v1/activate", "203.0.113.3", &request).await,
+        200
+    );
+    let path = format!("/v1/admin/licenses/{key}/activations");
+    let (_, activations) = admin(base, Method::GET, &path, None).await;
+    assert_eq!(activations[0]["client_addr"], "203.0.113.3");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_header_ignored_without_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start_clocked(dir.path(), |config| {
+        config.limits.requests_per_minute = 1;
+        config.limits.request_burst = 1;
+    })
+    .await;
+    let base = server.url.as_str();
+    let request = json!({"key": "0000", "computer_id": "pc-1"});
+
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", "203.0.113.1", &request).await,
+        200
+    );
+    // The header is not read, so both requests come from 127.0.0.1 and share one bucket.
+    assert_eq!(
+        post_forwarded(base, "/v1/validate", "203.0.113.2", &request).await,
+        429
+    );
+    server.stop().await;
+}
+
+#[test]
+fn trusted_proxies_checked_at_load() {
+    let show = |value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["config", "show"])
+            .env("KEYWARD_LIMITS_TRUSTED_PROXIES", value)
+            .output()
+            .unwrap()
+    };
+
+    // The environment gives the list separated by commas.
+    let output = show("127.0.0.1, 10.0.0.0/8");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("\"127.0.0.1\""), "{stdout}");
+    assert!(stdout.contains("\"10.0.0.0/8\""), "{stdout}");
+
+    let output = show("127.0.0.1, proxy.local");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("\"proxy.local\""), "{stderr}");
+    assert!(stderr.contains("limits.trusted_proxies"), "{stderr}");
+    assert!(stderr.contains("CIDR block"), "{stderr}");
+}
+
 #[tokio::test]
 async fn blocked_computer_is_rejected() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ pub mod blocked;
 pub mod client;
 pub mod documents;
 pub mod error;
+pub mod forwarded;
 pub mod health;
 pub mod import;
 pub mod keys;
@@ -191,5 +192,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .with_state(state.clone())
         .layer(axum::Extension(state.clone()));
+    let router = forwarded::layer(router, state.config.trusted_proxies());
     observe::layer(router, state)
 }

@@ -31,8 +31,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientRateLimit {
         else {
             return Ok(ClientRateLimit);
         };
-        // NOTE: the bucket is chosen by the TCP peer address. Forwarding headers such as
-        // X-Forwarded-For are not read, so behind a reverse proxy all clients share one bucket.
+        // The bucket is chosen by the peer address, which `forwarded` replaced with the
+        // X-Forwarded-For client when the peer is one of limits.trusted_proxies.
         let retry_after = match limiter.check(addr.ip(), state.clock.now()) {
             Ok(()) => return Ok(ClientRateLimit),
             Err(seconds) => seconds,
