@@ -10,9 +10,10 @@ use serde::Serialize;
 /// One difference between the two databases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
-    /// `product`, `license`, `activation` or `audit`.
+    /// `product`, `license`, `activation`, `lease`, `trial_use`, `blocked_computer` or `audit`.
     pub kind: &'static str,
-    /// The record's identity (product code, license key, key + computer id + time, audit id).
+    /// The record's identity: product code, license key, key + computer id (+ activation
+    /// time), computer id, or audit time + actor + action + object.
     pub id: String,
     /// `only_in_a`, `only_in_b` or `differs`.
     pub change: &'static str,
@@ -35,7 +36,7 @@ pub fn diff_files(a: &Path, b: &Path) -> anyhow::Result<Vec<Difference>> {
     Ok(differences)
 }
 
-const QUERIES: [(&str, &str); 4] = [
+const QUERIES: [(&str, &str); 7] = [
     (
         "product",
         "SELECT code AS id, name, version, features FROM products",
@@ -44,13 +45,28 @@ const QUERIES: [(&str, &str); 4] = [
         "license",
         "SELECT l.license_key AS id, p.code AS product, l.model, l.seats, l.expires_at, \
          l.duration_days, l.first_activated_at, l.maintenance_expires_at, l.features, \
-         l.customer_name, l.customer_email, l.customer_company, l.order_ref, l.notes, l.status \
-         FROM licenses l JOIN products p ON p.id = l.product_id",
+         l.customer_name, l.customer_email, l.customer_company, l.order_ref, l.notes, l.status, \
+         l.floating FROM licenses l JOIN products p ON p.id = l.product_id",
     ),
     (
         "activation",
         "SELECT l.license_key || ' ' || a.computer_id || ' ' || a.activated_at AS id, \
-         a.computer_name, a.released_at FROM activations a JOIN licenses l ON l.id = a.license_id",
+         a.computer_name, a.released_at, a.released_by \
+         FROM activations a JOIN licenses l ON l.id = a.license_id",
+    ),
+    (
+        "lease",
+        "SELECT l.license_key || ' ' || le.computer_id AS id, le.lease_id, le.checked_out_at, \
+         le.expires_at FROM leases le JOIN licenses l ON l.id = le.license_id",
+    ),
+    (
+        "trial_use",
+        "SELECT t.license_key || ' ' || t.computer_id AS id, p.code AS product, \
+         t.first_activated_at FROM trial_uses t JOIN products p ON p.id = t.product_id",
+    ),
+    (
+        "blocked_computer",
+        "SELECT computer_id AS id, reason, blocked_at, blocked_by FROM blocked_computers",
     ),
     (
         "audit",
@@ -129,5 +145,79 @@ fn compare(kind: &'static str, a: &Records, b: &Records, out: &mut Vec<Differenc
             change: "only_in_b",
             fields: Vec::new(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One product and one floating trial license, the same in both databases.
+    const SHARED_ROWS: &str = "
+        INSERT INTO products (id, code, name, version, features, created_at, updated_at)
+        VALUES (1, 'app', 'App', '1', '[]', 't0', 't0');
+        INSERT INTO licenses (id, license_key, product_id, model, seats, features, customer_name,
+            customer_email, customer_company, order_ref, notes, status, created_at, updated_at,
+            floating)
+        VALUES (1, 'KEY1', 1, 'trial', 2, '[]', '', '', '', '', '', 'active', 't0', 't0', 1);";
+
+    fn database(path: &Path, rows: &str) {
+        let mut conn = Connection::open(path).unwrap();
+        crate::db::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(SHARED_ROWS).unwrap();
+        conn.execute_batch(rows).unwrap();
+        conn.close().unwrap();
+    }
+
+    fn difference(
+        kind: &'static str,
+        id: &str,
+        change: &'static str,
+        fields: &[&str],
+    ) -> Difference {
+        Difference {
+            kind,
+            id: id.to_string(),
+            change,
+            fields: fields.iter().map(|field| field.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn leases_trials_and_blocks_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.db");
+        let b = dir.path().join("b.db");
+        database(
+            &a,
+            "INSERT INTO leases (lease_id, license_id, computer_id, client_addr, checked_out_at,
+                 heartbeat_at, expires_at) VALUES ('L1', 1, 'pc-1', '', 't1', 't1', 't2');
+             INSERT INTO trial_uses VALUES (1, 'pc-1', 'KEY1', 't1');
+             INSERT INTO blocked_computers VALUES ('pc-9', 'chargeback', 't1', 'admin');",
+        );
+        database(
+            &b,
+            "INSERT INTO leases (lease_id, license_id, computer_id, client_addr, checked_out_at,
+                 heartbeat_at, expires_at) VALUES ('L1', 1, 'pc-1', '', 't1', 't3', 't4');
+             INSERT INTO blocked_computers VALUES ('pc-9', 'fraud', 't1', 'admin');
+             INSERT INTO blocked_computers VALUES ('pc-8', 'abuse', 't3', 'admin');",
+        );
+
+        let differences = diff_files(&a, &b).unwrap();
+
+        assert_eq!(
+            differences,
+            vec![
+                difference("lease", "KEY1 pc-1", "differs", &["expires_at: t2 -> t4"]),
+                difference("trial_use", "KEY1 pc-1", "only_in_a", &[]),
+                difference(
+                    "blocked_computer",
+                    "pc-9",
+                    "differs",
+                    &["reason: chargeback -> fraud"]
+                ),
+                difference("blocked_computer", "pc-8", "only_in_b", &[]),
+            ]
+        );
     }
 }
