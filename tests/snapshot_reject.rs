@@ -206,6 +206,9 @@ fn bad_snapshots_leave_database_unchanged() {
         counts["CHECKSUM_MISMATCH"].as_u64().unwrap() >= 2,
         "{status}"
     );
+    // Refusals before the body is read count too.
+    assert_eq!(counts["UNAUTHORIZED"], 2, "{status}");
+    assert_eq!(counts["TOO_LARGE"], 2, "{status}");
     let leftovers: Vec<_> = std::fs::read_dir(dr_dir.join("incoming"))
         .unwrap()
         .flatten()

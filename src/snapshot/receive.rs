@@ -118,6 +118,31 @@ async fn receive_checked(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<super::ApplyOutcome, SnapshotError> {
+    // `apply_file` counts the rejections after the upload. Count the earlier ones here, so the
+    // status and `/metrics` also show a peer with the wrong secret or an oversized snapshot.
+    let (path, manifest, sha256) = match receive_upload(service, headers, body).await {
+        Ok(upload) => upload,
+        Err(err) if matches!(err.code(), "UNAUTHORIZED" | "PEER_DISABLED") => {
+            service.status.rejected_unsaved(&err);
+            return Err(err);
+        }
+        Err(err) => {
+            service.status.rejected(&err);
+            return Err(err);
+        }
+    };
+    service
+        .apply_file(path, Some(manifest), Some(sha256), false)
+        .await
+}
+
+/// Checks the secret and the manifest, then streams the body into a temp file. Returns the
+/// file, the manifest and the file's SHA-256.
+async fn receive_upload(
+    service: &SnapshotService,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(std::path::PathBuf, Manifest, String), SnapshotError> {
     let configured = service.config.peer.secret.expose();
     if configured.is_empty() {
         return Err(SnapshotError::rejected(
@@ -166,9 +191,7 @@ async fn receive_checked(
     let limit = manifest.size;
     let (path, sha256) = stream_to_temp(&service.incoming_dir(), body, compressed, limit).await?;
     crate::failpoint::hit("receive.after_upload");
-    service
-        .apply_file(path, Some(manifest), Some(sha256), false)
-        .await
+    Ok((path, manifest, sha256))
 }
 
 fn is_zstd(headers: &HeaderMap) -> Result<bool, SnapshotError> {

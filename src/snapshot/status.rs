@@ -154,16 +154,14 @@ impl StatusBoard {
     }
 
     pub fn rejected(&self, err: &SnapshotError) {
-        let code = err.code().to_string();
-        let message = err.to_string();
-        self.update(|status| {
-            *status.rejections_by_code.entry(code.clone()).or_default() += 1;
-            status.last_rejection = Some(Failure {
-                at: now(),
-                code,
-                message,
-            });
-        });
+        self.update(|status| record_rejection(status, err));
+    }
+
+    /// Counts a rejection of an unauthenticated request in memory only, so that nobody without
+    /// the secret can make the site rewrite its status file. The next saved change writes it.
+    pub fn rejected_unsaved(&self, err: &SnapshotError) {
+        let mut status = self.status.lock().expect("status lock poisoned");
+        record_rejection(&mut status, err);
     }
 
     pub fn diverged(&self, message: &str) {
@@ -174,5 +172,46 @@ impl StatusBoard {
                 message: message.into(),
             });
         });
+    }
+}
+
+fn record_rejection(status: &mut ReplicationStatus, err: &SnapshotError) {
+    *status
+        .rejections_by_code
+        .entry(err.code().to_string())
+        .or_default() += 1;
+    status.last_rejection = Some(Failure {
+        at: now(),
+        code: err.code().to_string(),
+        message: err.to_string(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved_counts(data_dir: &Path) -> serde_json::Value {
+        let bytes = std::fs::read(data_dir.join("replication.json")).unwrap_or_default();
+        let status: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        status["rejections_by_code"].clone()
+    }
+
+    #[test]
+    fn unauthenticated_rejection_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = StatusBoard::load(dir.path());
+        let unauthorized = SnapshotError::rejected("UNAUTHORIZED", "missing or wrong peer secret");
+        let stale = SnapshotError::rejected("STALE_SNAPSHOT", "older sequence");
+
+        board.rejected_unsaved(&unauthorized);
+        assert_eq!(saved_counts(dir.path()), serde_json::Value::Null);
+        assert_eq!(board.get().rejections_by_code["UNAUTHORIZED"], 1);
+
+        // The next saved change writes both counts.
+        board.rejected(&stale);
+        let saved = saved_counts(dir.path());
+        assert_eq!(saved["UNAUTHORIZED"], 1);
+        assert_eq!(saved["STALE_SNAPSHOT"], 1);
     }
 }
