@@ -248,7 +248,7 @@ fn write_receiving(out: &mut Exposition, status: &ReplicationStatus) {
     out.family(
         name,
         Kind::Counter,
-        "Received or restored snapshots that failed verification or admission, by error code.",
+        "Snapshot uploads and restores that were rejected (secret, size, verification or admission), by error code.",
     );
     for (code, count) in &status.rejections_by_code {
         out.sample(name, &[("code", code)], *count as f64);
