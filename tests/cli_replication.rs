@@ -138,3 +138,78 @@ fn status_fails_when_snapshot_too_old() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(status_args("1s").status.code(), Some(2));
 }
+
+/// Writes a keyward database at schema version 1 with one trial license active on `pc-1`.
+fn version_one_database(path: &std::path::Path, key: &str) {
+    let now = keyward::time::format(chrono::Utc::now());
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    keyward::db::schema::migrate_to(&mut conn, 1).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO database_state VALUES (1, '00112233445566778899aabbccddeeff', 3, '{now}');
+         INSERT INTO epochs VALUES (1, 'aabbccddeeff0011', 'site-0123456789ab', 1, '{now}');
+         INSERT INTO products (id, code, name, version, features, created_at, updated_at)
+         VALUES (1, 'app', 'App', '1', '[]', '{now}', '{now}');
+         INSERT INTO licenses (id, license_key, product_id, model, seats, duration_days,
+             first_activated_at, features, customer_name, customer_email, customer_company,
+             order_ref, notes, status, created_at, updated_at)
+         VALUES (1, '{key}', 1, 'trial', 1, 14, '{now}', '[]', '', '', '', '', '', 'active',
+             '{now}', '{now}');
+         INSERT INTO activations (license_id, computer_id, computer_name, client_addr,
+             activated_at) VALUES (1, 'pc-1', 'PC', '127.0.0.1', '{now}');
+         PRAGMA journal_mode = WAL;"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn older_schema_snapshot_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    let key = keyward::keys::LicenseKey::generate().as_str().to_string();
+    version_one_database(&old, &key);
+    let data = dir.path().join("site");
+    let mut server = Process::serve(&data, &[("KEYWARD_INITIAL_ROLE", "standby")]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, outcome) = runtime.block_on(async {
+        let response = common::http()
+            .post(format!("{}/v1/admin/restore", server.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(std::fs::read(&old).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let outcome: serde_json::Value = response.json().await.unwrap();
+        (status, outcome)
+    });
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["result"], "APPLIED");
+
+    // Without a restart, the site serves the old data at this build's schema version.
+    let (status, body) = runtime.block_on(common::client(
+        &server.url,
+        "/v1/validate",
+        serde_json::json!({"key": key, "computer_id": "pc-1"}),
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], "VALID", "{body}");
+    assert_eq!(server.terminate().code(), Some(0));
+
+    let conn = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, keyward::db::schema::SCHEMA_VERSION);
+    // The newer schema records trial use per computer, filled in from the activation.
+    let trial_uses: i64 = conn
+        .query_row("SELECT count(*) FROM trial_uses", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(trial_uses, 1);
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("incoming"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

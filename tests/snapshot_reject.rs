@@ -317,7 +317,7 @@ fn altered_keyward_databases_rejected() {
     let before = file_sha256(&live);
     let mut dr = Process::serve(&dr_dir, &dr_env());
 
-    let cases: [(&str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str); 5] = [
         (
             "index",
             "CREATE INDEX extra_index ON licenses (notes);",
@@ -329,6 +329,13 @@ fn altered_keyward_databases_rejected() {
             "PRAGMA user_version = 0;",
             "SCHEMA_VERSION_MISMATCH",
         ),
+        (
+            "newer",
+            "PRAGMA user_version = 99;",
+            "SCHEMA_VERSION_MISMATCH",
+        ),
+        // An older version number on today's tables does not match that version's schema.
+        ("older", "PRAGMA user_version = 1;", "SCHEMA_MISMATCH"),
     ];
     for (name, sql, code) in cases {
         let path = dir.path().join(format!("{name}.db"));

@@ -212,11 +212,21 @@ pub fn check_markers(conn: &Connection) -> Result<(), SchemaError> {
 /// Fails as [`check_markers`] does on a foreign or too new database. Returns the number of
 /// migrations applied.
 pub fn migrate(conn: &mut Connection) -> Result<usize, SchemaError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the pending migrations up to schema version `target`, as [`migrate`] does.
+pub fn migrate_to(conn: &mut Connection, target: i32) -> Result<usize, SchemaError> {
     check_markers(conn)?;
     let (_, version) = read_markers(conn)?;
 
     let mut applied = 0;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    let pending = MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target.max(0) as usize)
+        .skip(version as usize);
+    for (index, sql) in pending {
         let target = index as i32 + 1;
         crate::failpoint::hit("migrate.before_commit");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -234,11 +244,14 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, SchemaError> {
     Ok(applied)
 }
 
-/// Returns the `sqlite_schema` rows (`type`, `name`, `sql`) that the migrations create, sorted by
-/// name. A received snapshot must contain exactly these objects and nothing else.
-pub fn expected_objects() -> Result<Vec<(String, String, Option<String>)>, SchemaError> {
+/// Returns the `sqlite_schema` rows (`type`, `name`, `sql`) that the migrations up to schema
+/// `version` create, sorted by name. A received snapshot of that version must contain exactly
+/// these objects and nothing else.
+pub fn expected_objects_at(
+    version: i32,
+) -> Result<Vec<(String, String, Option<String>)>, SchemaError> {
     let mut conn = Connection::open_in_memory()?;
-    migrate(&mut conn)?;
+    migrate_to(&mut conn, version)?;
     Ok(list_objects(&conn)?)
 }
 

@@ -1,7 +1,9 @@
 //! Verification of a snapshot file before anything irreversible happens.
 //!
 //! Only the temp file is opened, never the live database. SQLite opens it read-only and
-//! immutable, so no `-wal` or `-shm` is created beside it and no hot journal is replayed.
+//! immutable, so no `-wal` or `-shm` is created beside it and no hot journal is replayed. The
+//! one exception is a file of an older schema version, opened read-write once it passed every
+//! check so that it can be migrated.
 
 use std::path::Path;
 
@@ -61,7 +63,8 @@ fn uri_path(path: &Path) -> String {
 }
 
 /// Checks a snapshot file on its own: header, size, page arithmetic, application id, schema
-/// version and objects, and `PRAGMA integrity_check`. Returns the position recorded inside.
+/// version and objects, and `PRAGMA integrity_check`. A file of an older schema version is then
+/// migrated in place and its objects checked again. Returns the position recorded inside.
 ///
 /// `expected` (the manifest) is compared field by field when given; a manual restore of a bare
 /// file has none.
@@ -98,9 +101,15 @@ pub fn verify_file(
     let header = DatabaseHeader::read(path)?;
     check_header(&header, size, expected)?;
 
-    let conn = open_immutable(path)?;
+    let mut conn = open_immutable(path)?;
     check_integrity(&conn)?;
-    check_schema(&conn)?;
+    check_schema(&conn, header.user_version)?;
+    if header.user_version < schema::SCHEMA_VERSION {
+        drop(conn);
+        migrate_older(path, header.user_version)?;
+        conn = open_immutable(path)?;
+        check_schema(&conn, schema::SCHEMA_VERSION)?;
+    }
     // The schema matched, so a failure here means the rows are missing or malformed, such as an
     // empty `database_state` table: that is a bad file, not a server error.
     let position = crate::role::read_position(&conn).map_err(|err| {
@@ -175,11 +184,21 @@ fn check_header(
             ),
         ));
     }
-    if header.user_version != schema::SCHEMA_VERSION {
+    if header.user_version > schema::SCHEMA_VERSION {
         return Err(reject(
             "SCHEMA_VERSION_MISMATCH",
             format!(
-                "snapshot schema version {} differs from this build's {}; run the same keyward version on both sites",
+                "snapshot schema version {} is newer than this build's {}; upgrade keyward on this site",
+                header.user_version,
+                schema::SCHEMA_VERSION
+            ),
+        ));
+    }
+    if header.user_version < 1 {
+        return Err(reject(
+            "SCHEMA_VERSION_MISMATCH",
+            format!(
+                "snapshot schema version {} is not one that keyward writes (1 to {})",
                 header.user_version,
                 schema::SCHEMA_VERSION
             ),
@@ -203,9 +222,34 @@ fn check_integrity(conn: &Connection) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-fn check_schema(conn: &Connection) -> Result<(), SnapshotError> {
-    let expected =
-        schema::expected_objects().map_err(|err| SnapshotError::Internal(err.to_string()))?;
+/// Brings a verified snapshot of an older schema version up to this build's, in place. Only the
+/// temp file is written. Closing the connection moves its WAL into the file and deletes it.
+fn migrate_older(path: &Path, from: i32) -> Result<(), SnapshotError> {
+    let failed = |err: String| {
+        reject(
+            "MIGRATION_FAILED",
+            format!(
+                "migrating the snapshot from schema version {from} to {} failed: {err}",
+                schema::SCHEMA_VERSION
+            ),
+        )
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    conn.pragma_update(None, "trusted_schema", false)?;
+    schema::migrate(&mut conn).map_err(|err| failed(err.to_string()))?;
+    conn.close().map_err(|(_, err)| failed(err.to_string()))?;
+    tracing::info!(
+        from,
+        to = schema::SCHEMA_VERSION,
+        "migrated a snapshot of an older schema version"
+    );
+    Ok(())
+}
+
+fn check_schema(conn: &Connection, version: i32) -> Result<(), SnapshotError> {
+    let expected = schema::expected_objects_at(version)
+        .map_err(|err| SnapshotError::Internal(err.to_string()))?;
     let found = schema::list_objects(conn)?;
     if found != expected {
         let extra: Vec<String> = found
