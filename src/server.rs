@@ -65,11 +65,26 @@ impl Server {
             Role::Active
         };
         let role = Arc::new(RoleState::load(&data_dir, &site_id, initial)?);
-        match role.role() {
-            Role::Active => {
+        match crate::role::follow::read_at_start(&config).await {
+            Some(reading) if reading.role == Role::Active => {
+                role.set_active_url(Some(reading.active_url.to_string()));
+                let reason = format!(
+                    "redirect file names this site ({}) as activeUrl at start",
+                    reading.active_url
+                );
+                role.promote(&db, &reason).await?;
+            }
+            Some(reading) => {
+                let reason = format!(
+                    "redirect file names {} as activeUrl at start",
+                    reading.active_url
+                );
+                role.demote(&db, &reason, Some(reading.active_url.to_string()))?;
+            }
+            None if role.role() == Role::Active => {
                 role.promote(&db, "start as active").await?;
             }
-            Role::Standby => db.set_writable(false),
+            None => db.set_writable(false),
         }
 
         let keyring = db.read(Keyring::load).await?;

@@ -321,8 +321,20 @@ async fn clean_failover_needs_no_force() {
     redirector.set_active(&dr.url);
     wait_role(&dr.url, "active").await;
     activate(&dr.url, &key, "b").await;
-    let _primary_process = primary.start(&dr, &redirector.url);
-    wait_role(&primary.url, "standby").await;
+    // The old primary reads the redirect file before it serves, so its first request already
+    // finds it standby.
+    let primary_process = primary.start(&dr, &redirector.url);
+    let (status, body) = activate(&primary.url, &key, "c").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "SITE_STANDBY", "{body}");
+    let serving = primary_process
+        .stderr()
+        .lines()
+        .rev()
+        .find(|line| line.contains("keyward serving"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(serving.contains("standby"), "{serving}");
     let (status, body) = snapshot_and_ship(&dr.url).await;
     assert_eq!(status, 200, "{body}");
     // The background shipper may have delivered it first.

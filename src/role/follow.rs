@@ -1,8 +1,9 @@
 //! Following the redirect file: a site is active exactly when `activeUrl` names its `site_url`.
 //!
-//! The file is fetched every `redirect.poll`. A change takes effect within one interval. When
-//! the file cannot be fetched or is invalid, the site keeps its last known role (persisted in
-//! `role.json`), so a restart during a redirector outage changes nothing.
+//! The file is read once at start, before the site serves, then every `redirect.poll`. A
+//! change takes effect within one interval. When the file cannot be fetched or is invalid, the
+//! site keeps its last known role (persisted in `role.json`), so a restart during a redirector
+//! outage changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use url::Url;
 
 use super::Role;
 use crate::api::AppState;
+use crate::config::Config;
 use crate::redirect::{RedirectFile, same_site};
 
 /// Role the redirect file gives this site, with the active URL it names.
@@ -80,14 +82,35 @@ pub async fn apply(state: &AppState, reading: &Reading) {
 }
 
 /// Builds the HTTP client for fetching the redirect file, trusting `peer.ca_file` if set.
-pub fn http_client(state: &AppState) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    let ca_file = &state.config.peer.ca_file;
+    let ca_file = &config.peer.ca_file;
     if !ca_file.is_empty() {
         let pem = std::fs::read(ca_file)?;
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
     }
     Ok(builder.build()?)
+}
+
+/// Reads the redirect file once before the site serves, so that a site restarted after a
+/// failover starts as standby instead of taking writes until the first poll. Returns `None`
+/// when `redirect.url` is unset or the file cannot be read: the persisted role then applies.
+pub async fn read_at_start(config: &Config) -> Option<Reading> {
+    if config.redirect.url.is_empty() {
+        return None;
+    }
+    let read = async {
+        let site_url = Url::parse(&config.site_url).map_err(|err| err.to_string())?;
+        let client = http_client(config).map_err(|err| err.to_string())?;
+        fetch(&client, &config.redirect.url, &site_url).await
+    };
+    match read.await {
+        Ok(reading) => Some(reading),
+        Err(err) => {
+            tracing::warn!(redirect.url = %config.redirect.url, error = %err, "cannot read the redirect file at start, so the site starts in its last known role");
+            None
+        }
+    }
 }
 
 /// Polls the redirect file forever. Runs only when `redirect.url` is set.
@@ -97,7 +120,7 @@ pub async fn run(state: Arc<AppState>) {
         tracing::error!(site_url = %state.config.site_url, "site_url is not a URL; not following the redirect file");
         return;
     };
-    let client = match http_client(&state) {
+    let client = match http_client(&state.config) {
         Ok(client) => client,
         Err(err) => {
             tracing::error!(error = %err, "cannot build the HTTP client for the redirect file");
