@@ -260,13 +260,21 @@ async fn validate_through_redirector() {
     server.stop().await;
 }
 
+const PRIMARY_URL: &str = "https://lic.example.com/";
+const DR_URL: &str = "https://dr.example.net/";
+
+/// Writes a redirect file naming [`PRIMARY_URL`] active and [`DR_URL`] as DR into `dir`.
+fn two_site_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("qlmredirect.xml");
+    std::fs::write(&file, redirect_xml(PRIMARY_URL, Some(DR_URL))).unwrap();
+    file
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_set_active_and_show() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("qlmredirect.xml");
-    let primary = "https://lic.example.com/";
-    let dr = "https://dr.example.net/";
-    std::fs::write(&file, redirect_xml(primary, Some(dr))).unwrap();
+    let file = two_site_file(dir.path());
+    let (primary, dr) = (PRIMARY_URL, DR_URL);
     let file_arg = file.to_str().unwrap();
 
     let switched = run(&["redirect", "set-active", dr, "--file", file_arg]).await;
@@ -279,6 +287,41 @@ async fn redirect_set_active_and_show() {
     let dr_line = shown.lines().find(|line| line.starts_with("drUrl:"));
     assert!(active_line.unwrap().ends_with(dr), "{shown}");
     assert!(dr_line.unwrap().ends_with(primary), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_set_active_rejects_unknown_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = two_site_file(dir.path());
+    let (primary, dr) = (PRIMARY_URL, DR_URL);
+    let file_arg = file.to_str().unwrap();
+    let typo = "https://dr.example.nte/";
+
+    let rejected = run(&["redirect", "set-active", typo, "--file", file_arg]).await;
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert_eq!(rejected.status.code(), Some(1), "{rejected:?}");
+    assert!(stderr.contains(typo), "{stderr}");
+    assert!(stderr.contains("--new-server"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        redirect_xml(primary, Some(dr)),
+        "the file changed"
+    );
+
+    // A replacement server is accepted when named as such.
+    let replacement = "https://lic2.example.com/";
+    let args = [
+        "redirect",
+        "set-active",
+        replacement,
+        "--file",
+        file_arg,
+        "--new-server",
+    ];
+    let accepted = run(&args).await;
+    assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
+    let shown = String::from_utf8_lossy(&accepted.stdout);
+    assert!(shown.contains(replacement), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -23,6 +23,10 @@ pub enum RedirectCommand {
         /// Redirect file to change (qlmredirect.xml).
         #[arg(long)]
         file: PathBuf,
+        /// Accept a URL that is neither the file's activeUrl nor its drUrl, such as a
+        /// replacement server. Without it such a URL is rejected as a likely typo.
+        #[arg(long)]
+        new_server: bool,
     },
     /// Print the URLs in a redirect file and any parser warnings.
     Show(ShowArgs),
@@ -89,8 +93,15 @@ impl RedirectorConfig {
 /// Runs a `keyward redirect` command.
 pub async fn run(command: RedirectCommand) -> anyhow::Result<ExitCode> {
     match command {
-        RedirectCommand::SetActive { url, file } => {
+        RedirectCommand::SetActive {
+            url,
+            file,
+            new_server,
+        } => {
             let url = Url::parse(&url).with_context(|| format!("invalid URL {url:?}"))?;
+            if !new_server {
+                check_known_server(&file, &url)?;
+            }
             let written = redirect::set_active(&file, &url)?;
             print!("{}", redirect::show(written.to_xml().as_bytes())?);
         }
@@ -104,6 +115,31 @@ pub async fn run(command: RedirectCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rejects `url` unless the redirect file at `path` already names it as activeUrl or drUrl: a
+/// mistyped URL would leave no site active and every write failing.
+fn check_known_server(path: &std::path::Path, url: &Url) -> anyhow::Result<()> {
+    let (current, _warnings) = redirect::parse(&redirect::read_file(path)?)
+        .with_context(|| format!("invalid redirect file {}", path.display()))?;
+    let known = redirect::same_site(&current.active_url, url)
+        || current
+            .dr_url
+            .as_ref()
+            .is_some_and(|dr| redirect::same_site(dr, url));
+    if !known {
+        let dr = current
+            .dr_url
+            .as_ref()
+            .map_or("(none)".to_string(), Url::to_string);
+        anyhow::bail!(
+            "{url} is neither the activeUrl ({}) nor the drUrl ({dr}) in {}; check it for a typo, \
+             or pass --new-server to make a new server active",
+            current.active_url,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Serves a redirect file until SIGINT or SIGTERM.
