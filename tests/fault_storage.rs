@@ -295,3 +295,58 @@ fn read_only_data_dir_is_reported() {
     tmpfs.remount("rw");
     assert!(integrity_ok(&live), "integrity check failed");
 }
+
+#[test]
+fn disk_full_write_answers_507() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount_point = dir.path().join("small");
+    let Some(tmpfs) = Tmpfs::mount_or_skip(&mount_point, "16m", "disk_full_write_answers_507")
+    else {
+        return;
+    };
+    let data_dir = tmpfs.path.join("primary");
+    let primary = Process::serve(&data_dir, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = runtime.block_on(seed_license(&primary.url, 1));
+
+    // Fill the disk, then create licenses until a write no longer fits.
+    let free = rustix::fs::statvfs(&tmpfs.path).unwrap();
+    let filler = tmpfs.path.join("filler");
+    std::fs::write(&filler, vec![1u8; (free.f_bavail * free.f_frsize) as usize]).unwrap();
+    let create = || {
+        let license = serde_json::json!({
+            "product": "app", "model": "permanent", "seats": 1, "notes": "n".repeat(1000)
+        });
+        let response = blocking_client()
+            .post(format!("{}/v1/admin/licenses", primary.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&license)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().unwrap())
+    };
+    let (status, body) = (0..5000)
+        .map(|_| create())
+        .find(|(status, _)| *status != 201)
+        .expect("a write failed on the full disk");
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["code"], "INSUFFICIENT_STORAGE", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("frees space in the data directory"),
+        "{message}"
+    );
+
+    // Reads go on, and writes work again once there is room.
+    let response = blocking_client()
+        .post(format!("{}/v1/validate", primary.url))
+        .json(&serde_json::json!({"key": key, "computer_id": "probe"}))
+        .send()
+        .unwrap();
+    let validated: serde_json::Value = response.json().unwrap();
+    assert_eq!(validated["code"], "NOT_ACTIVATED", "{validated}");
+    std::fs::remove_file(&filler).unwrap();
+    let (status, body) = create();
+    assert_eq!(status, 201, "{body}");
+}

@@ -100,6 +100,15 @@ impl From<DbError> for ApiError {
                 "BUSY",
                 "the database is being replaced by a snapshot; retry shortly",
             ),
+            DbError::DiskFull(detail) => {
+                tracing::error!(error = %detail, "a write failed because the disk is full, so free space in the data directory");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "INSUFFICIENT_STORAGE",
+                    "the server's disk is full, so nothing was saved; retry after the operator \
+                     frees space in the data directory (old snapshots, pre-restore copies)",
+                )
+            }
             other => ApiError::internal("database", other),
         }
     }

@@ -36,10 +36,15 @@ pub enum DbError {
     Closed,
     #[error("{0}")]
     Schema(String),
+    #[error("the disk of the data directory is full: {0}")]
+    DiskFull(String),
 }
 
 impl From<rusqlite::Error> for DbError {
     fn from(err: rusqlite::Error) -> Self {
+        if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return DbError::DiskFull(err.to_string());
+        }
         DbError::Sqlite(err.to_string())
     }
 }

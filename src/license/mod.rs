@@ -249,6 +249,7 @@ impl LicenseError {
             LicenseError::Invalid { .. } => "INVALID_INPUT",
             LicenseError::Db(DbError::ReadOnly) => "SITE_STANDBY",
             LicenseError::Db(DbError::Busy) => "BUSY",
+            LicenseError::Db(DbError::DiskFull(_)) => "INSUFFICIENT_STORAGE",
             LicenseError::Db(_) => "INTERNAL",
         }
     }

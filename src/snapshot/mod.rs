@@ -100,7 +100,10 @@ impl From<rusqlite::Error> for SnapshotError {
 
 impl From<DbError> for SnapshotError {
     fn from(err: DbError) -> Self {
-        SnapshotError::Sqlite(err.to_string())
+        match err {
+            DbError::DiskFull(detail) => SnapshotError::DiskFull(detail),
+            other => SnapshotError::Sqlite(other.to_string()),
+        }
     }
 }
 
