@@ -106,3 +106,25 @@ fn copies_of_database_are_private() {
     dr.kill();
     upload.join().unwrap();
 }
+
+#[test]
+fn data_directory_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("site");
+    let mut site = Process::serve(&data_dir, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(seed_license(&site.url, 1));
+
+    // While it runs, the database, its WAL files, the lock and the state files are all there.
+    let files: Vec<PathBuf> = files_in(&data_dir)
+        .into_iter()
+        .filter(|path| path.is_file())
+        .collect();
+    let names: Vec<_> = files.iter().map(|path| path.file_name().unwrap()).collect();
+    assert!(names.contains(&"keyward.lock".as_ref()), "{names:?}");
+    assert!(names.contains(&"keyward.db-wal".as_ref()), "{names:?}");
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    assert_eq!(site.terminate().code(), Some(0));
+}

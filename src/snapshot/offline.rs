@@ -1,6 +1,7 @@
 //! Restoring a snapshot into a data directory whose server is stopped.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::manifest::Manifest;
@@ -20,6 +21,7 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, SnapshotError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|err| SnapshotError::io("open", &path, err))?;
     match file.try_lock() {
