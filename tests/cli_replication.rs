@@ -137,6 +137,16 @@ fn status_fails_when_snapshot_too_old() {
     assert_eq!(printed["role"]["role"], "active");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(status_args("1s").status.code(), Some(2));
+
+    // A bad limit fails before any status is printed.
+    let output = status_args("1x");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid --max-snapshot-age \"1x\""),
+        "{stderr}"
+    );
 }
 
 /// Writes a keyward database at schema version 1 with one trial license active on `pc-1`.

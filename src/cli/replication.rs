@@ -164,14 +164,21 @@ async fn restore_remote(
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    // Checked before the request, so that a bad argument prints no status for scripts to read.
+    let limit = args
+        .max_snapshot_age
+        .map(|limit| {
+            humantime::parse_duration(&limit).with_context(|| {
+                format!("invalid --max-snapshot-age {limit:?}; use a duration like 1h")
+            })
+        })
+        .transpose()?;
     let value = request(&args.server, Method::GET, "/v1/admin/status", None).await?;
     print(&value);
     eprintln!("{}", describe_peer(&value["peer"]));
-    let Some(limit) = args.max_snapshot_age else {
+    let Some(limit) = limit else {
         return Ok(ExitCode::SUCCESS);
     };
-    let limit = humantime::parse_duration(&limit)
-        .with_context(|| format!("invalid --max-snapshot-age {limit:?}; use a duration like 1h"))?;
     let replication = &value["replication"];
     let newest = if value["role"]["role"] == "active" {
         replication["last_snapshot"]["created_at"].as_str()
