@@ -410,6 +410,12 @@ impl Config {
                 "a rate limit needs a burst of at least 1; or set limits.requests_per_minute = 0",
             ));
         }
+        let token = self.bootstrap_admin_token.expose();
+        if !token.is_empty()
+            && let Err(err) = crate::license::tokens::check_format(token)
+        {
+            return Err(value_error("bootstrap_admin_token", "***", err.to_string()));
+        }
         for entry in &self.limits.trusted_proxies {
             crate::api::forwarded::parse_proxy(entry)
                 .map_err(|message| value_error("limits.trusted_proxies", entry, message))?;

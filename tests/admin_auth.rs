@@ -259,3 +259,40 @@ async fn scheme_is_case_insensitive() {
     }
     server.stop().await;
 }
+
+#[test]
+fn malformed_bootstrap_token_stops_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("site");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("KEYWARD_BOOTSTRAP_ADMIN_TOKEN", "kwa_not_a_token")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("bootstrap_admin_token"), "{stderr}");
+    assert!(stderr.contains("keyward token generate"), "{stderr}");
+    assert!(
+        !data_dir.join("keyward.db").exists(),
+        "a database was created"
+    );
+}
+
+#[test]
+fn unused_bootstrap_token_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("site");
+    let mut first = common::Process::serve(&data_dir, &[]);
+    assert_eq!(first.terminate().code(), Some(0));
+
+    // A later start with another token keeps the first one and says so.
+    let other = "kwa_0badcafe_ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let second = common::Process::serve(&data_dir, &[("KEYWARD_BOOTSTRAP_ADMIN_TOKEN", other)]);
+    assert!(second.wait_for_log(
+        "bootstrap_admin_token was not added",
+        std::time::Duration::from_secs(5)
+    ));
+}

@@ -105,6 +105,15 @@ pub fn ensure_bootstrap(
 ) -> Result<Option<String>, LicenseError> {
     let count: i64 = conn.query_row("SELECT count(*) FROM admin_tokens", [], |row| row.get(0))?;
     if count > 0 {
+        if let Some(token) = provided
+            && authenticate(conn, token)?.is_none()
+        {
+            tracing::warn!(
+                "bootstrap_admin_token was not added because this database already has admin \
+                 tokens and it is not one of them; use an existing token, or `keyward token \
+                 create` with one"
+            );
+        }
         return Ok(None);
     }
     let (id, token) = match provided {
