@@ -577,7 +577,13 @@ fn optional_url(key: &str, text: &str) -> Result<(), ConfigError> {
     if text.is_empty() {
         return Ok(());
     }
-    let url = url::Url::parse(text).map_err(|err| value_error(key, text, err.to_string()))?;
+    let url = url::Url::parse(text).map_err(|err| {
+        value_error(
+            key,
+            text,
+            format!("{err}; expected an absolute URL such as https://lic.example.com/"),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(value_error(
             key,

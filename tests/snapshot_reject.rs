@@ -42,6 +42,9 @@ fn manifest_with(manifest: &[u8], change: impl FnOnce(&mut serde_json::Value)) -
 fn assert_rejected(result: (u16, serde_json::Value), status: u16, code: &str) {
     assert_eq!(result.0, status, "{}", result.1);
     assert_eq!(result.1["code"], code, "{}", result.1);
+    // The message explains the code without repeating it.
+    let message = result.1["message"].as_str().unwrap();
+    assert!(!message.contains(code), "{}", result.1);
 }
 
 #[test]
@@ -176,11 +179,10 @@ fn bad_snapshots_leave_database_unchanged() {
         401,
         "UNAUTHORIZED",
     );
-    assert_rejected(
-        upload_snapshot(&url, None, good.clone(), &good_manifest, true),
-        401,
-        "UNAUTHORIZED",
-    );
+    let no_secret = upload_snapshot(&url, None, good.clone(), &good_manifest, true);
+    let message = no_secret.1["message"].as_str().unwrap().to_string();
+    assert_rejected(no_secret, 401, "UNAUTHORIZED");
+    assert!(message.contains("peer.secret"), "{message}");
 
     // An oversized body: announced, and sent beyond the announced size.
     let huge = manifest_with(&good_manifest, |m| {

@@ -111,7 +111,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
     match execute(command).await {
         Ok(code) => Ok(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", super::describe_error(&err));
             Ok(ExitCode::from(EXIT_NO_ANSWER))
         }
     }

@@ -140,10 +140,27 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe_error(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins an error and its causes with `: `, leaving out a cause whose text the message before it
+/// already contains (many errors print their source inside their own message).
+pub(crate) fn describe_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Returns the log format. Commands that load a configuration take `log_format` from it (the

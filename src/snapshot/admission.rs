@@ -65,7 +65,8 @@ pub fn decide(request: &Request<'_>) -> Decision {
             return Decision::Reject(Rejection::new(
                 "STALE_SNAPSHOT",
                 format!(
-                    "snapshot sequence {} from {} is not newer than the last applied ({})",
+                    "snapshot sequence {} from {} is not newer than the last applied ({}); this \
+                     site already has newer data from there, so nothing needs doing",
                     manifest.sequence,
                     manifest.source_site_id,
                     last.sequence.unwrap_or_default()
@@ -77,7 +78,8 @@ pub fn decide(request: &Request<'_>) -> Decision {
         return Decision::Reject(Rejection::new(
             "STALE_SNAPSHOT",
             format!(
-                "snapshot is at write sequence {}, older than this site's {}",
+                "snapshot is at write sequence {}, older than this site's {}; to go back to it \
+                 anyway, run `keyward restore --force` on this site",
                 incoming.write_seq, local.write_seq
             ),
         ));
@@ -87,7 +89,8 @@ pub fn decide(request: &Request<'_>) -> Decision {
             "DIVERGED",
             format!(
                 "this site holds writes the sender never saw: local epoch {} at write sequence {} \
-                 is not in the snapshot's history (sender at epoch {} write sequence {})",
+                 is not in the snapshot's history (sender at epoch {} write sequence {}); compare \
+                 with `keyward diff`, then accept it with `keyward restore --force` on this site",
                 describe_epoch(local),
                 local.write_seq,
                 describe_epoch(incoming),

@@ -54,7 +54,12 @@ pub fn error_response(err: &SnapshotError) -> ApiError {
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    ApiError::new(status, err.code(), err.to_string())
+    // The code has its own field, so a rejection's message does not repeat it.
+    let message = match err {
+        SnapshotError::Rejected(rejection) => rejection.message.clone(),
+        other => other.to_string(),
+    };
+    ApiError::new(status, err.code(), message)
 }
 
 /// Compares the presented secret with the configured one in constant time.
@@ -154,7 +159,7 @@ async fn receive_upload(
     if !authorized {
         return Err(SnapshotError::rejected(
             "UNAUTHORIZED",
-            "missing or wrong peer secret",
+            "missing or wrong peer secret; set the same peer.secret (KEYWARD_PEER_SECRET) on both sites",
         ));
     }
     let manifest = parse_manifest_header(headers)?.ok_or_else(|| {
