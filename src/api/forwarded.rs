@@ -63,7 +63,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .collect();
     let mut client = peer;
     for entry in entries.iter().rev() {
-        let Ok(addr) = entry.parse::<IpAddr>() else {
+        let Some(addr) = parse_entry(entry) else {
             // A malformed entry ends the walk: what lies left of it cannot be trusted.
             break;
         };
@@ -73,6 +73,15 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// Parses one `X-Forwarded-For` entry: an address, or an address with a port as some proxies
+/// write it (`203.0.113.9:5555`, `[2001:db8::1]:443`).
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
 }
 
 /// Parses one `limits.trusted_proxies` entry: an IP address or a CIDR block.
@@ -133,6 +142,9 @@ mod tests {
             ("::1", &["2001:db8::5"], "2001:db8::5"),
             // No header: the proxy itself.
             ("10.0.0.2", &[], "10.0.0.2"),
+            // Entries with ports.
+            ("10.0.0.2", &["203.0.113.9:5555"], "203.0.113.9"),
+            ("10.0.0.2", &["[2001:db8::5]:443"], "2001:db8::5"),
             // Malformed rightmost entry: the proxy itself.
             ("10.0.0.2", &["203.0.113.9, not-an-ip"], "10.0.0.2"),
             // Every entry trusted: the leftmost.
