@@ -89,6 +89,8 @@ pub enum VerifyError {
     UnknownKey(String),
     #[error("signature does not match the signed bytes")]
     BadSignature,
+    #[error("invalid public key {0}; copy the key from `keyward keys` on the server")]
+    InvalidPublicKey(String),
 }
 
 impl Keyring {
@@ -226,12 +228,12 @@ impl TrustedKeys {
     pub fn add(&mut self, kid: &str, public_key_base64: &str) -> Result<(), VerifyError> {
         let bytes = STANDARD
             .decode(public_key_base64.trim())
-            .map_err(|err| VerifyError::Malformed(format!("public key {kid}: {err}")))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| VerifyError::Malformed(format!("public key {kid} is not 32 bytes")))?;
+            .map_err(|err| VerifyError::InvalidPublicKey(format!("{kid} ({err})")))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
+            VerifyError::InvalidPublicKey(format!("{kid} ({} bytes, expected 32)", bytes.len()))
+        })?;
         let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|err| VerifyError::Malformed(format!("public key {kid}: {err}")))?;
+            .map_err(|err| VerifyError::InvalidPublicKey(format!("{kid} ({err})")))?;
         self.keys.retain(|(existing, _)| existing != kid);
         self.keys.push((kid.to_string(), key));
         Ok(())

@@ -324,6 +324,22 @@ fn builder_rejects_bad_settings() {
     }
 }
 
+#[test]
+fn short_public_key_names_its_size() {
+    // Valid base64 of 16 bytes instead of 32.
+    let result = Client::builder()
+        .server_url("http://127.0.0.1:1/")
+        .trusted_key("k1", "AAAAAAAAAAAAAAAAAAAAAA==")
+        .build();
+
+    let Err(ClientError::Config(message)) = &result else {
+        panic!("expected a configuration error, got {result:?}");
+    };
+    assert!(message.contains("16 bytes, expected 32"), "{message}");
+    assert!(message.contains("keyward keys"), "{message}");
+    assert!(!message.contains("signature header"), "{message}");
+}
+
 #[tokio::test]
 async fn busy_rejection_retried_once() {
     let dir = tempfile::tempdir().unwrap();

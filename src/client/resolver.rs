@@ -154,7 +154,7 @@ impl Resolver {
         if cache.active_url.as_ref() != Some(&active_url) {
             tracing::info!(
                 redirect.url = %redirector,
-                previous.url = ?cache.active_url.as_ref().map(Url::as_str),
+                previous.url = cache.active_url.as_ref().map_or("(none)", Url::as_str),
                 active.url = %active_url,
                 "active license server changed"
             );
