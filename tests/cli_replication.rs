@@ -177,23 +177,35 @@ fn older_schema_snapshot_is_migrated() {
     let old = dir.path().join("old.db");
     let key = keyward::keys::LicenseKey::generate().as_str().to_string();
     version_one_database(&old, &key);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let restore = |url: &str| {
+        runtime.block_on(async {
+            let response = common::http()
+                .post(format!("{url}/v1/admin/restore"))
+                .bearer_auth(ADMIN_TOKEN)
+                .body(std::fs::read(&old).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let outcome: serde_json::Value = response.json().await.unwrap();
+            (status, outcome)
+        })
+    };
+
+    // An active site rejects the snapshot before migrating it.
+    let mut active = Process::serve(&dir.path().join("active"), &[]);
+    let (status, outcome) = restore(&active.url);
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["code"], "SITE_ACTIVE");
+    assert_eq!(active.terminate().code(), Some(0));
+    assert!(!active.stderr().contains("migrated a snapshot"));
+
     let data = dir.path().join("site");
     let mut server = Process::serve(&data, &[("KEYWARD_INITIAL_ROLE", "standby")]);
-
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (status, outcome) = runtime.block_on(async {
-        let response = common::http()
-            .post(format!("{}/v1/admin/restore", server.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .body(std::fs::read(&old).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let outcome: serde_json::Value = response.json().await.unwrap();
-        (status, outcome)
-    });
+    let (status, outcome) = restore(&server.url);
     assert_eq!(status, 200, "{outcome}");
+    assert!(server.wait_for_log("migrated a snapshot", std::time::Duration::from_secs(5)));
     assert_eq!(outcome["result"], "APPLIED");
 
     // Without a restart, the site serves the old data at this build's schema version.

@@ -294,6 +294,11 @@ impl SnapshotService {
             admission::Decision::Accept => {}
         }
 
+        let migrate_path = file.to_path_buf();
+        background::run("keyward-migrate", move || {
+            verify::migrate_if_older(&migrate_path)
+        })
+        .await?;
         let staged = self
             .incoming_dir()
             .join(format!("staged-{}.db", crate::ids::random_hex(4)));

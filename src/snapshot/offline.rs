@@ -121,6 +121,7 @@ fn restore_staged(
                 return Err(SnapshotError::Rejected(rejection));
             }
         }
+        verify::migrate_if_older(staged)?;
         let pre_restore = swap::swap_files(data_dir, staged)?;
         swap::prune_pre_restore(data_dir, keep);
         status.applied(manifest.as_ref(), &incoming_position);
@@ -130,6 +131,7 @@ fn restore_staged(
             position: incoming_position,
         });
     }
+    verify::migrate_if_older(staged)?;
     std::fs::rename(staged, &live).map_err(|err| SnapshotError::io("rename", staged, err))?;
     crate::fsutil::sync_dir(data_dir).map_err(|err| SnapshotError::io("fsync", data_dir, err))?;
     status.applied(manifest.as_ref(), &incoming_position);

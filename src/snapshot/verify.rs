@@ -2,8 +2,8 @@
 //!
 //! Only the temp file is opened, never the live database. SQLite opens it read-only and
 //! immutable, so no `-wal` or `-shm` is created beside it and no hot journal is replayed. The
-//! one exception is a file of an older schema version, opened read-write once it passed every
-//! check so that it can be migrated.
+//! one exception is a file of an older schema version, opened read-write by
+//! [`migrate_if_older`] once it passed every check and admission.
 
 use std::path::Path;
 
@@ -63,8 +63,9 @@ fn uri_path(path: &Path) -> String {
 }
 
 /// Checks a snapshot file on its own: header, size, page arithmetic, application id, schema
-/// version and objects, and `PRAGMA integrity_check`. A file of an older schema version is then
-/// migrated in place and its objects checked again. Returns the position recorded inside.
+/// version and objects, and `PRAGMA integrity_check`. A file of an older schema version is
+/// checked against that version's objects; [`migrate_if_older`] upgrades it once admitted.
+/// Returns the position recorded inside.
 ///
 /// `expected` (the manifest) is compared field by field when given; a manual restore of a bare
 /// file has none.
@@ -101,15 +102,9 @@ pub fn verify_file(
     let header = DatabaseHeader::read(path)?;
     check_header(&header, size, expected)?;
 
-    let mut conn = open_immutable(path)?;
+    let conn = open_immutable(path)?;
     check_integrity(&conn)?;
     check_schema(&conn, header.user_version)?;
-    if header.user_version < schema::SCHEMA_VERSION {
-        drop(conn);
-        migrate_older(path, header.user_version)?;
-        conn = open_immutable(path)?;
-        check_schema(&conn, schema::SCHEMA_VERSION)?;
-    }
     // The schema matched, so a failure here means the rows are missing or malformed, such as an
     // empty `database_state` table: that is a bad file, not a server error.
     let position = crate::role::read_position(&conn).map_err(|err| {
@@ -222,29 +217,57 @@ fn check_integrity(conn: &Connection) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Brings a verified snapshot of an older schema version up to this build's, in place. Only the
-/// temp file is written. Closing the connection moves its WAL into the file and deletes it.
-fn migrate_older(path: &Path, from: i32) -> Result<(), SnapshotError> {
-    let failed = |err: String| {
-        reject(
-            "MIGRATION_FAILED",
-            format!(
-                "migrating the snapshot from schema version {from} to {} failed: {err}",
-                schema::SCHEMA_VERSION
-            ),
-        )
-    };
+/// Brings an accepted snapshot of an older schema version up to this build's, in place, then
+/// checks its objects again. Does nothing to a file at this build's version. Call it only on a
+/// temp file that passed [`verify_file`] and admission.
+pub fn migrate_if_older(path: &Path) -> Result<(), SnapshotError> {
+    let from = DatabaseHeader::read(path)?.user_version;
+    if from >= schema::SCHEMA_VERSION {
+        return Ok(());
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)?;
     conn.pragma_update(None, "trusted_schema", false)?;
-    schema::migrate(&mut conn).map_err(|err| failed(err.to_string()))?;
-    conn.close().map_err(|(_, err)| failed(err.to_string()))?;
+    schema::migrate(&mut conn).map_err(|err| migration_error(from, err))?;
+    // Closing moves the WAL into the file and deletes it, so the file stands alone.
+    conn.close().map_err(|(_, err)| SnapshotError::from(err))?;
     tracing::info!(
         from,
         to = schema::SCHEMA_VERSION,
         "migrated a snapshot of an older schema version"
     );
-    Ok(())
+
+    let conn = open_immutable(path)?;
+    check_schema(&conn, schema::SCHEMA_VERSION)
+}
+
+/// Tells a failure of this site (full disk, I/O) from a snapshot that cannot be migrated, so
+/// that the sender retries the first and gives up on the second.
+fn migration_error(from: i32, err: schema::SchemaError) -> SnapshotError {
+    let source = match &err {
+        schema::SchemaError::Migration { source, .. } | schema::SchemaError::Sqlite(source) => {
+            Some(source)
+        }
+        _ => None,
+    };
+    match source.and_then(rusqlite::Error::sqlite_error_code) {
+        Some(rusqlite::ErrorCode::DiskFull) => SnapshotError::DiskFull(err.to_string()),
+        Some(
+            rusqlite::ErrorCode::SystemIoFailure
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::DatabaseBusy
+            | rusqlite::ErrorCode::DatabaseLocked
+            | rusqlite::ErrorCode::OutOfMemory,
+        ) => SnapshotError::Internal(format!("migrating a snapshot failed on this site: {err}")),
+        _ => reject(
+            "MIGRATION_FAILED",
+            format!(
+                "migrating the snapshot from schema version {from} to {} failed: {err}",
+                schema::SCHEMA_VERSION
+            ),
+        ),
+    }
 }
 
 fn check_schema(conn: &Connection, version: i32) -> Result<(), SnapshotError> {
@@ -272,4 +295,26 @@ fn check_schema(conn: &Connection, version: i32) -> Result<(), SnapshotError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    fn failed_with(code: std::ffi::c_int) -> schema::SchemaError {
+        schema::SchemaError::Migration {
+            version: 2,
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    #[test]
+    fn migration_failure_blames_right_side() {
+        let full = migration_error(1, failed_with(rusqlite::ffi::SQLITE_FULL));
+        assert_eq!(full.code(), "INSUFFICIENT_STORAGE", "{full}");
+        let io = migration_error(1, failed_with(rusqlite::ffi::SQLITE_IOERR));
+        assert!(matches!(io, SnapshotError::Internal(_)), "{io}");
+        let bad = migration_error(1, failed_with(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert_eq!(bad.code(), "MIGRATION_FAILED", "{bad}");
+    }
 }
