@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anyhow::Context;
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -25,8 +26,8 @@ type Records = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Compares two database files, opened read-only and immutable.
 pub fn diff_files(a: &Path, b: &Path) -> anyhow::Result<Vec<Difference>> {
-    let a = crate::snapshot::verify::open_immutable(a)?;
-    let b = crate::snapshot::verify::open_immutable(b)?;
+    let a = open_at_current_version(a)?;
+    let b = open_at_current_version(b)?;
     let mut differences = Vec::new();
     for (kind, sql) in QUERIES {
         let left = load(&a, sql)?;
@@ -73,6 +74,32 @@ const QUERIES: [(&str, &str); 7] = [
         "SELECT at || ' ' || actor || ' ' || action || ' ' || object AS id, detail FROM audit_log",
     ),
 ];
+
+/// Opens `path` read-only. A file of an older schema version, such as a pre-restore copy made
+/// before an upgrade, is copied into memory and migrated there, so both sides have every table.
+fn open_at_current_version(path: &Path) -> anyhow::Result<Connection> {
+    let file = crate::snapshot::verify::open_immutable(path)?;
+    crate::db::schema::check_markers(&file)
+        .with_context(|| format!("cannot compare {}", path.display()))?;
+    let (_, version) = crate::db::schema::read_markers(&file)?;
+    if version >= crate::db::schema::SCHEMA_VERSION {
+        return Ok(file);
+    }
+    let mut memory = Connection::open_in_memory()?;
+    {
+        let backup = rusqlite::backup::Backup::new(&file, &mut memory)?;
+        // One step copies every page: the file is immutable, so nothing can restart it.
+        let step = backup.step(-1)?;
+        anyhow::ensure!(
+            step == rusqlite::backup::StepResult::Done,
+            "copying {} into memory stopped early ({step:?})",
+            path.display()
+        );
+    }
+    crate::db::schema::migrate(&mut memory)
+        .with_context(|| format!("cannot migrate {} for the comparison", path.display()))?;
+    Ok(memory)
+}
 
 fn load(conn: &Connection, sql: &str) -> anyhow::Result<Records> {
     let mut stmt = conn.prepare(sql)?;
@@ -181,6 +208,37 @@ mod tests {
             change,
             fields: fields.iter().map(|field| field.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn older_schema_file_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        let new = dir.path().join("new.db");
+        {
+            let mut conn = Connection::open(&old).unwrap();
+            crate::db::schema::migrate_to(&mut conn, 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO products (id, code, name, version, features, created_at, updated_at)
+                 VALUES (1, 'app', 'App', '1', '[]', 't0', 't0');",
+            )
+            .unwrap();
+        }
+        database(&new, "");
+
+        let differences = diff_files(&old, &new).unwrap();
+
+        assert_eq!(
+            differences,
+            vec![difference("license", "KEY1", "only_in_b", &[])]
+        );
+        assert_eq!(
+            crate::db::schema::read_markers(&Connection::open(&old).unwrap())
+                .unwrap()
+                .1,
+            1,
+            "the old file was changed"
+        );
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub fn migrate_if_older(path: &Path) -> Result<(), SnapshotError> {
     let mut conn = Connection::open_with_flags(path, flags)?;
     conn.pragma_update(None, "trusted_schema", false)?;
     schema::migrate(&mut conn).map_err(|err| migration_error(from, err))?;
-    // Closing moves the WAL into the file and deletes it, so the file stands alone.
+    // Closing moves the WAL into the file and deletes it, so the file is complete on its own.
     conn.close().map_err(|(_, err)| SnapshotError::from(err))?;
     tracing::info!(
         from,
