@@ -48,6 +48,8 @@ async fn replace_peer(
 
 /// Returns the client address of a request from `peer` with `headers`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d, which no IPv4 block contains.
+    let peer = peer.to_canonical();
     let is_trusted = |addr: &IpAddr| trusted.iter().any(|net| net.contains(addr));
     if !is_trusted(&peer) {
         return peer;
@@ -82,6 +84,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .parse::<IpAddr>()
         .ok()
         .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+        .map(|addr| addr.to_canonical())
 }
 
 /// Parses one `limits.trusted_proxies` entry: an IP address or a CIDR block.
@@ -142,6 +145,8 @@ mod tests {
             ("::1", &["2001:db8::5"], "2001:db8::5"),
             // No header: the proxy itself.
             ("10.0.0.2", &[], "10.0.0.2"),
+            // IPv4 peer and entry written as IPv4-mapped IPv6 addresses.
+            ("::ffff:10.0.0.2", &["::ffff:203.0.113.9"], "203.0.113.9"),
             // Entries with ports.
             ("10.0.0.2", &["203.0.113.9:5555"], "203.0.113.9"),
             ("10.0.0.2", &["[2001:db8::5]:443"], "2001:db8::5"),

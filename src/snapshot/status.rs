@@ -154,14 +154,28 @@ impl StatusBoard {
     }
 
     pub fn rejected(&self, err: &SnapshotError) {
-        self.update(|status| record_rejection(status, err));
+        self.update(|status| {
+            *status
+                .rejections_by_code
+                .entry(err.code().to_string())
+                .or_default() += 1;
+            status.last_rejection = Some(Failure {
+                at: now(),
+                code: err.code().to_string(),
+                message: err.to_string(),
+            });
+        });
     }
 
     /// Counts a rejection of an unauthenticated request in memory only, so that nobody without
-    /// the secret can make the site rewrite its status file. The next saved change writes it.
+    /// the secret can make the site rewrite its status file. The next saved change writes the
+    /// count. `last_rejection` is left alone, so strangers cannot hide the peer's last one.
     pub fn rejected_unsaved(&self, err: &SnapshotError) {
         let mut status = self.status.lock().expect("status lock poisoned");
-        record_rejection(&mut status, err);
+        *status
+            .rejections_by_code
+            .entry(err.code().to_string())
+            .or_default() += 1;
     }
 
     pub fn diverged(&self, message: &str) {
@@ -173,18 +187,6 @@ impl StatusBoard {
             });
         });
     }
-}
-
-fn record_rejection(status: &mut ReplicationStatus, err: &SnapshotError) {
-    *status
-        .rejections_by_code
-        .entry(err.code().to_string())
-        .or_default() += 1;
-    status.last_rejection = Some(Failure {
-        at: now(),
-        code: err.code().to_string(),
-        message: err.to_string(),
-    });
 }
 
 #[cfg(test)]
@@ -204,14 +206,23 @@ mod tests {
         let unauthorized = SnapshotError::rejected("UNAUTHORIZED", "missing or wrong peer secret");
         let stale = SnapshotError::rejected("STALE_SNAPSHOT", "older sequence");
 
+        board.rejected(&stale);
         board.rejected_unsaved(&unauthorized);
-        assert_eq!(saved_counts(dir.path()), serde_json::Value::Null);
+        assert_eq!(
+            saved_counts(dir.path())["UNAUTHORIZED"],
+            serde_json::Value::Null
+        );
         assert_eq!(board.get().rejections_by_code["UNAUTHORIZED"], 1);
+        let last = board.get().last_rejection.unwrap();
+        assert_eq!(
+            last.code, "STALE_SNAPSHOT",
+            "the peer's rejection stays the last one"
+        );
 
         // The next saved change writes both counts.
         board.rejected(&stale);
         let saved = saved_counts(dir.path());
         assert_eq!(saved["UNAUTHORIZED"], 1);
-        assert_eq!(saved["STALE_SNAPSHOT"], 1);
+        assert_eq!(saved["STALE_SNAPSHOT"], 2);
     }
 }
