@@ -74,12 +74,17 @@ impl Server {
                 );
                 role.promote(&db, &reason).await?;
             }
-            Some(reading) => {
+            Some(reading) if role.role() == Role::Active => {
                 let reason = format!(
                     "redirect file names {} as activeUrl at start",
                     reading.active_url
                 );
                 role.demote(&db, &reason, Some(reading.active_url.to_string()))?;
+            }
+            // Already standby: keep the recorded reason and time of the last role change.
+            Some(reading) => {
+                role.set_active_url(Some(reading.active_url.to_string()));
+                db.set_writable(false);
             }
             None if role.role() == Role::Active => {
                 role.promote(&db, "start as active").await?;

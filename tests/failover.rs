@@ -323,7 +323,7 @@ async fn clean_failover_needs_no_force() {
     activate(&dr.url, &key, "b").await;
     // The old primary reads the redirect file before it serves, so its first request already
     // finds it standby.
-    let primary_process = primary.start(&dr, &redirector.url);
+    let mut primary_process = primary.start(&dr, &redirector.url);
     let (status, body) = activate(&primary.url, &key, "c").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "SITE_STANDBY", "{body}");
@@ -343,6 +343,16 @@ async fn clean_failover_needs_no_force() {
     assert_eq!(validate(&primary.url, &key, "b").await, "VALID");
     let (_, status) = admin(&primary.url, Method::GET, "/v1/admin/status", None).await;
     assert!(status["replication"]["divergence"].is_null(), "{status}");
+
+    // Restarting a standby site leaves the record of its last role change as it was.
+    let role_file = primary.dir.join("role.json");
+    let before = std::fs::read_to_string(&role_file).unwrap();
+    assert_eq!(primary_process.terminate().code(), Some(0));
+    // Role changes are stamped to the second, so a new record would differ.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _primary_process = primary.start(&dr, &redirector.url);
+    assert_eq!(role_of(&primary.url).await, "standby");
+    assert_eq!(std::fs::read_to_string(&role_file).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

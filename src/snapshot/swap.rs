@@ -12,7 +12,8 @@
 //! 5. the journal is removed.
 //!
 //! In a running server, an error before the rename in step 4 leaves the old file live (moved back
-//! if needed), and an error after it leaves the new file live and the swap counts as done.
+//! if needed). An error after it leaves the new file live and the swap counts as done, unless
+//! reopening the new file or its `quick_check` then fails, which the caller reports as an error.
 //!
 //! At start, [`recover`] reads a leftover journal: before step 2 it rolls back (the old file
 //! stays live), after step 2 it rolls forward (the staged file becomes live). Either way one
@@ -83,7 +84,7 @@ pub fn swap_files(data_dir: &Path, staged: &Path) -> Result<PathBuf, SnapshotErr
     if let Err(err) = close_journal(data_dir) {
         // The new database is live, so the swap counts as done. If the rename did not reach the
         // disk, start-up recovery finds the staged file and finishes the swap, else it drops the journal.
-        tracing::warn!(error = %err, journal = %journal_file.display(), "the snapshot is live, but removing the swap journal failed. The next start-up finishes the swap");
+        tracing::warn!(error = %err, journal = %journal_file.display(), "the snapshot is live, but syncing the directory or removing the swap journal failed. The next start-up finishes the swap");
     }
     Ok(pre_restore)
 }
