@@ -46,6 +46,20 @@ async fn activated() -> Activated {
     }
 }
 
+/// Asserts that an offline check failed because no server contact is known.
+fn assert_offline_without_contact(result: &Result<keyward::client::Validation, ClientError>) {
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::OfflineTooLong {
+                last_server_contact: None,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
 /// Returns a client for `server` whose clock runs `days` ahead of the system clock.
 fn client_days_ahead(server: &InProcess, days: i64) -> Client {
     let clock = Arc::new(OffsetClock::default());
@@ -129,16 +143,7 @@ async fn offline_without_contact_fails() {
         .client
         .validate_offline(&site.computer_key, &site.key, "pc-1", None);
 
-    assert!(
-        matches!(
-            result,
-            Err(ClientError::OfflineTooLong {
-                last_server_contact: None,
-                ..
-            })
-        ),
-        "{result:?}"
-    );
+    assert_offline_without_contact(&result);
     site.server.stop().await;
 }
 
@@ -384,7 +389,8 @@ async fn edited_contact_time_is_ignored() {
         .unwrap();
 
     // Changing the proof breaks its signature, so no contact is known at all.
-    let proof = state.last_contact_proof.as_mut().unwrap();
+    let canonical = LicenseKey::parse(&key).unwrap().as_str().to_string();
+    let proof = state.contact_proofs.get_mut(&canonical).unwrap();
     let later = keyward::time::format(recorded + Duration::days(365));
     proof.body = proof.body.replace(&keyward::time::format(recorded), &later);
     std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
@@ -394,7 +400,89 @@ async fn edited_contact_time_is_ignored() {
         .unwrap();
 
     assert_eq!(plain_edit.last_server_contact(), Some(recorded));
-    assert!(state.last_contact_proof.unwrap().body.contains(&later));
+    assert!(state.contact_proofs[&canonical].body.contains(&later));
     assert_eq!(proof_edit.last_server_contact(), None);
     server.stop().await;
+}
+
+/// Sends a validation of `key` with reqwest and returns the response as a contact proof.
+async fn signed_answer(url: &str, key: &str) -> keyward::client::SignedBody {
+    let response = common::http()
+        .post(format!("{url}/v1/validate"))
+        .json(&serde_json::json!({"key": key, "computer_id": "pc-9"}))
+        .send()
+        .await
+        .unwrap();
+    let signature = response.headers()["keyward-signature"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    keyward::client::SignedBody {
+        body: response.text().await.unwrap(),
+        signature,
+    }
+}
+
+#[tokio::test]
+async fn signed_refusal_is_no_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(dir.path())).await;
+    let key = seed_license(&server.url, 1).await;
+    let other = seed_license(&server.url, 1).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_file = state_dir.path().join("client-state.json");
+    let canonical = LicenseKey::parse(&key).unwrap().as_str().to_string();
+
+    // Signed answers anyone can fetch: NOT_FOUND for a made-up key, and a VALID-looking
+    // activation of another license. Neither confirms `key`.
+    let not_found = signed_answer(&server.url, "nonsense").await;
+    let client = builder_for(&server).build().unwrap();
+    client.activate(&other, "pc-9", "").await.unwrap();
+    let other_state = client.state();
+    let other_proof = other_state.contact_proofs.values().next().unwrap().clone();
+
+    for (name, proof) in [("not found", not_found), ("other license", other_proof)] {
+        let mut state = ClientState::default();
+        state.contact_proofs.insert(canonical.clone(), proof);
+        std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+        let forged = builder_for(&server)
+            .state_file(&state_file)
+            .build()
+            .unwrap();
+        assert_eq!(forged.last_server_contact_for(&key), None, "{name}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refusal_ends_offline_use() {
+    let site = activated().await;
+    assert!(site.client.last_server_contact_for(&site.key).is_some());
+
+    revoke(&site.server.url, &site.key).await;
+    let validation = site
+        .client
+        .validate(&site.key, "pc-1", Some(&site.computer_key))
+        .await
+        .unwrap();
+    assert_eq!(validation.code, ValidationCode::Revoked);
+    assert_eq!(site.client.last_server_contact_for(&site.key), None);
+
+    // With the server gone, the stored computer key no longer validates offline.
+    site.server.stop().await;
+    let result = site
+        .client
+        .validate_or_offline(&site.key, "pc-1", &site.computer_key)
+        .await;
+    assert_offline_without_contact(&result);
+}
+
+#[tokio::test]
+async fn release_ends_offline_use() {
+    let site = activated().await;
+
+    site.client.release(&site.key, "pc-1").await.unwrap();
+
+    assert_eq!(site.client.last_server_contact_for(&site.key), None);
+    site.server.stop().await;
 }

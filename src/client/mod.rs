@@ -129,13 +129,22 @@ impl Client {
             .await
     }
 
-    /// Returns the signed server time of the last confirmation of a license (an activation or
-    /// a `VALID` validation), from this process or the verified proof in the state file.
-    ///
-    /// NOTE: the time is kept per client, not per license, so a confirmation of any license
-    /// counts for the offline period of all of them.
+    /// Returns the signed server time of the newest confirmation of any license (an
+    /// activation or a `VALID` validation). Offline checks use [`Self::last_server_contact_for`].
     pub fn last_server_contact(&self) -> Option<DateTime<Utc>> {
         self.inner.state.get().last_server_contact
+    }
+
+    /// Returns the signed server time of the last confirmation of license `key`, from this
+    /// process or the verified proof in the state file. `None` when the server never confirmed
+    /// it here, or refused or released it since.
+    pub fn last_server_contact_for(&self, key: &str) -> Option<DateTime<Utc>> {
+        let key = crate::keys::LicenseKey::parse(key).ok()?;
+        let state = self.inner.state.get();
+        let proof = state.contact_proofs.get(key.as_str())?;
+        proof
+            .confirmed_at(self.inner.transport.trusted(), &key)
+            .ok()
     }
 
     /// Returns a copy of the client state that the state file mirrors.

@@ -24,6 +24,16 @@ const SITE_STANDBY: &str = "SITE_STANDBY";
 /// swap. The request was not carried out, so sending it again is safe.
 const BUSY: &str = "BUSY";
 
+/// Rejection codes of an activation that mean the server refuses the license itself, which
+/// ends its offline use on this client.
+const LICENSE_REJECTION_CODES: [&str; 5] = [
+    "REVOKED",
+    "SUSPENDED",
+    "EXPIRED",
+    "NOT_FOUND",
+    "COMPUTER_BLOCKED",
+];
+
 /// Wait before retrying a `BUSY` request, matching the `Retry-After: 1` header of the rejection.
 const BUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -69,11 +79,20 @@ impl Client {
             computer_id,
             computer_name,
         };
-        let (_url, response) = self
-            .call::<_, ActivateResponse>("v1/activate", &body)
-            .await?;
+        let called = self.call::<_, ActivateResponse>("v1/activate", &body).await;
+        let (_url, response) = match called {
+            Ok(answer) => answer,
+            Err(err) => {
+                if let ClientError::Rejected { code, .. } = &err
+                    && LICENSE_REJECTION_CODES.contains(&code.as_str())
+                {
+                    self.forget_contact(&key).await;
+                }
+                return Err(err);
+            }
+        };
 
-        self.record_contact(response.server_time, response.proof)
+        self.record_contact(&key, response.server_time, response.proof)
             .await;
         let response = response.body;
         Ok(Activation {
@@ -110,7 +129,11 @@ impl Client {
             proof,
         } = response;
         if body.code == ValidationCode::Valid {
-            self.record_contact(server_time, proof).await;
+            self.record_contact(&key, server_time, proof).await;
+        } else {
+            // The server no longer confirms this license here, so offline checks must not
+            // either.
+            self.forget_contact(&key).await;
         }
         Ok(Validation {
             code: body.code,
@@ -133,6 +156,7 @@ impl Client {
             computer_id,
         };
         let (_url, response) = self.call::<_, ReleaseResponse>("v1/release", &body).await?;
+        self.forget_contact(&key).await;
         Ok(response.body.license)
     }
 
@@ -195,7 +219,8 @@ impl Client {
                     computer.id = computer_id,
                     "license server unreachable; checking the stored computer key offline"
                 );
-                self.validate_offline(computer_key, key, computer_id, self.last_server_contact())
+                let contact = self.last_server_contact_for(key);
+                self.validate_offline(computer_key, key, computer_id, contact)
             }
             other => other,
         }
@@ -279,18 +304,38 @@ impl Client {
         usable.then_some(hint)
     }
 
-    /// Records a confirmation by the server, signed at `server_time`, as the last successful
-    /// server contact.
-    async fn record_contact(&self, server_time: DateTime<Utc>, proof: SignedBody) {
+    /// Records a confirmation of `key` by the server, signed at `server_time`, as the last
+    /// server contact for that license.
+    async fn record_contact(
+        &self,
+        key: &LicenseKey,
+        server_time: DateTime<Utc>,
+        proof: SignedBody,
+    ) {
+        let newest = self.last_server_contact_for(key.as_str());
         self.inner
             .state
             .update(|state| {
-                let due = state.last_server_contact.is_none_or(|last| {
+                let due = newest.is_none_or(|last| {
                     server_time - last >= CONTACT_WRITE_INTERVAL || last > server_time
                 });
-                state.last_server_contact = Some(server_time);
-                state.last_contact_proof = Some(proof);
+                if due {
+                    state.contact_proofs.insert(key.as_str().to_string(), proof);
+                    state.last_server_contact = state.newest_contact();
+                }
                 due
+            })
+            .await;
+    }
+
+    /// Removes the contact proof of `key`, after the server refused or released the license.
+    async fn forget_contact(&self, key: &LicenseKey) {
+        self.inner
+            .state
+            .update(|state| {
+                let removed = state.contact_proofs.remove(key.as_str()).is_some();
+                state.last_server_contact = state.newest_contact();
+                removed
             })
             .await;
     }

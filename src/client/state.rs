@@ -1,12 +1,14 @@
 //! The optional client state file: what the client learned from the redirector and the
 //! license server, kept so a restarted client can use it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::keys::LicenseKey;
 use crate::signing::TrustedKeys;
 
 /// Client state kept between runs. Written as JSON with mode 0600, because the contact proof
@@ -22,15 +24,17 @@ pub struct ClientState {
     /// ETag of the redirect file that contained `active_url`.
     #[serde(default)]
     pub redirect_etag: Option<String>,
-    /// Last time a license server confirmed a license, by an activation or a `VALID`
-    /// validation: the server time of `last_contact_proof`. The client ignores this field and
-    /// reads the time from the proof, so the field is only for people reading the file.
+    /// Last time a license server confirmed any license: the newest server time in
+    /// `contact_proofs`. The client ignores this field and reads the times from the proofs, so
+    /// the field is only for people reading the file.
     #[serde(default)]
     pub last_server_contact: Option<DateTime<Utc>>,
-    /// The signed response of that confirmation, so that an edit of the file cannot extend
-    /// the offline period.
+    /// Signed confirmations by license key (canonical form): the server's response to the
+    /// latest activation or `VALID` validation of each license. Each proof names its license,
+    /// so an edit of the file cannot extend the offline period, and a refusal of the license by
+    /// the server removes its entry.
     #[serde(default)]
-    pub last_contact_proof: Option<SignedBody>,
+    pub contact_proofs: BTreeMap<String, SignedBody>,
 }
 
 /// A response body exactly as the server signed it, with its signature header. The body
@@ -52,19 +56,64 @@ impl std::fmt::Debug for SignedBody {
 }
 
 impl SignedBody {
-    /// Verifies the signature with `trusted` and returns the signed `server_time`.
-    pub fn verified_server_time(&self, trusted: &TrustedKeys) -> Result<DateTime<Utc>, String> {
-        #[derive(Deserialize)]
-        struct ServerTime {
-            server_time: String,
-        }
-
+    /// Verifies the signature with `trusted`, checks that the body confirms `key` (an
+    /// activation, or a validation with code `VALID`) and returns the signed `server_time`.
+    pub fn confirmed_at(
+        &self,
+        trusted: &TrustedKeys,
+        key: &LicenseKey,
+    ) -> Result<DateTime<Utc>, String> {
         trusted
             .verify_header(Some(&self.signature), self.body.as_bytes())
             .map_err(|err| err.to_string())?;
-        let body: ServerTime =
+        let body: Confirmation =
             serde_json::from_str(&self.body).map_err(|err| format!("signed body: {err}"))?;
+        let confirms = body.code.as_deref() == Some("VALID")
+            || matches!(
+                body.result.as_deref(),
+                Some("ACTIVATED" | "ALREADY_ACTIVATED")
+            );
+        if !confirms {
+            return Err("the signed response does not confirm a license".into());
+        }
+        let named = body.license.map(|license| license.key);
+        if !named.is_some_and(|named| LicenseKey::parse(&named).is_ok_and(|named| named == *key)) {
+            return Err(format!("the signed response is not about license {key}"));
+        }
         crate::time::parse(&body.server_time).map_err(|err| format!("server_time: {err}"))
+    }
+
+    /// Returns the `server_time` of the body without checking the signature.
+    fn server_time(&self) -> Option<DateTime<Utc>> {
+        let body: Confirmation = serde_json::from_str(&self.body).ok()?;
+        crate::time::parse(&body.server_time).ok()
+    }
+}
+
+/// The fields of an activation or validation response that a contact proof is checked by.
+#[derive(Deserialize)]
+struct Confirmation {
+    server_time: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    license: Option<NamedLicense>,
+}
+
+#[derive(Deserialize)]
+struct NamedLicense {
+    key: String,
+}
+
+impl ClientState {
+    /// Returns the newest server time among the contact proofs, without checking signatures.
+    pub(crate) fn newest_contact(&self) -> Option<DateTime<Utc>> {
+        self.contact_proofs
+            .values()
+            .filter_map(SignedBody::server_time)
+            .max()
     }
 }
 
@@ -116,7 +165,8 @@ impl StateStore {
             }),
             None => ClientState::default(),
         };
-        state.last_server_contact = verified_contact(&state, trusted, path.as_deref());
+        keep_verified_proofs(&mut state, trusted, path.as_deref());
+        state.last_server_contact = state.newest_contact();
         StateStore {
             path,
             state: Arc::new(Mutex::new(state)),
@@ -160,25 +210,26 @@ impl StateStore {
     }
 }
 
-/// Returns the server time of the contact proof in `state` when it verifies with `trusted`.
-fn verified_contact(
-    state: &ClientState,
-    trusted: &TrustedKeys,
-    path: Option<&Path>,
-) -> Option<DateTime<Utc>> {
-    let proof = state.last_contact_proof.as_ref()?;
-    match proof.verified_server_time(trusted) {
-        Ok(server_time) => Some(server_time),
-        Err(err) => {
-            tracing::warn!(
-                state.file = ?path.map(Path::display),
-                error = %err,
-                "ignoring the last server contact in the client state file, because its \
-                 signed proof does not verify"
-            );
-            None
+/// Drops each contact proof that does not verify with `trusted` or does not confirm the
+/// license it is filed under.
+fn keep_verified_proofs(state: &mut ClientState, trusted: &TrustedKeys, path: Option<&Path>) {
+    state.contact_proofs.retain(|key, proof| {
+        let checked = LicenseKey::parse(key)
+            .map_err(|err| err.to_string())
+            .and_then(|key| proof.confirmed_at(trusted, &key));
+        match checked {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(
+                    state.file = ?path.map(Path::display),
+                    error = %err,
+                    "ignoring a server contact in the client state file, because its signed \
+                     proof does not verify"
+                );
+                false
+            }
         }
-    }
+    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
