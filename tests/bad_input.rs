@@ -471,6 +471,35 @@ async fn formatted_fields_reject_odd_text() {
     seeded.server.stop().await;
 }
 
+/// Expiry times whose UTC year is outside 1970 to 9999 are rejected, because their stored form
+/// could not be read back.
+#[tokio::test]
+async fn out_of_range_years_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = Seeded::start(dir.path()).await;
+    let before = seeded.view().await;
+    let dates = [
+        "0000-01-01T00:00:00+01:00",
+        "1969-12-31",
+        "9999-12-31T23:59:59-01:00",
+    ];
+    for value in dates {
+        for field in ["expires_at", "maintenance_expires_at"] {
+            let body = with_field(seeded.valid_body(Endpoint::CreateLicense), field, value);
+            let (status, response) = seeded.send_json(Endpoint::CreateLicense, &body).await;
+            let context = format!("{field} = {value:?}");
+            assert_rejected(status, &response, &context);
+            let message = response["message"].as_str().unwrap();
+            assert!(
+                message.contains("outside 1970 to 9999"),
+                "{context}: {message}"
+            );
+        }
+    }
+    assert_eq!(seeded.view().await, before);
+    seeded.server.stop().await;
+}
+
 /// Odd text in the fields that validation only compares gets a negative validation code and
 /// changes nothing.
 #[tokio::test]

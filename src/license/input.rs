@@ -1,6 +1,6 @@
 //! Checks on values that come from clients, admins and import files.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::LicenseError;
 
@@ -109,6 +109,17 @@ pub fn expiry(field: &'static str, value: &str) -> Result<String, LicenseError> 
             format!("{value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
         )
     })?;
+    // Outside these years the stored text is no longer plain RFC 3339 (`-0001-...`,
+    // `+10000-...`), so the expiry could not be read back and would be ignored.
+    if !(1970..=9999).contains(&at.year()) {
+        return Err(LicenseError::invalid(
+            field,
+            format!(
+                "{value:?} is in UTC year {}, outside 1970 to 9999",
+                at.year()
+            ),
+        ));
+    }
     Ok(crate::time::format(at))
 }
 
