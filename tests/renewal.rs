@@ -118,3 +118,54 @@ async fn maintenance_renewal_reaches_validation() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn renewal_needs_future_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start_clocked(dir.path(), |_| {}).await;
+    let base = server.url.as_str();
+    let term = keyward::time::format(clock.now() + Duration::days(30));
+    let key = create_license(base, json!({"model": "subscription", "expires_at": term})).await;
+    let path = format!("/v1/admin/licenses/{key}/renew");
+
+    let past = keyward::time::format(clock.now() - Duration::days(1));
+    for (value, expected) in [
+        ("", "not a renewal date"),
+        (past.as_str(), "not in the future"),
+    ] {
+        let (status, body) = admin_post(base, &path, Some(json!({"expires_at": value}))).await;
+        assert_eq!(status, 422, "{value:?}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{value:?}: {message}");
+    }
+    let license = helpers::show_license(base, &key).await;
+    assert_eq!(license["expires_at"], term.as_str(), "the license changed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trial_keeps_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start_clocked(dir.path(), |_| {}).await;
+    let base = server.url.as_str();
+    let key = create_license(base, json!({"model": "trial", "duration_days": 14})).await;
+
+    let (status, body) = common::admin(
+        base,
+        reqwest::Method::PATCH,
+        &format!("/v1/admin/licenses/{key}"),
+        Some(json!({"duration_days": 0})),
+    )
+    .await;
+
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("trial license needs"),
+        "{body}"
+    );
+    assert_eq!(helpers::show_license(base, &key).await["duration_days"], 14);
+    server.stop().await;
+}

@@ -348,6 +348,16 @@ fn apply_patch(
     if let Some(value) = &patch.notes {
         license.notes = input::text("notes", value, 4000, true)?;
     }
+    if license.model == Model::Trial
+        && license.expires_at.is_none()
+        && license.duration_days.is_none()
+    {
+        return Err(LicenseError::invalid(
+            "duration_days",
+            "a trial license needs duration_days or expires_at; to sell the customer a license \
+             without an end, create a permanent one",
+        ));
+    }
 
     conn.execute(
         "UPDATE licenses SET seats = ?2, expires_at = ?3, duration_days = ?4, \
@@ -425,6 +435,27 @@ pub fn renew(
             "expires_at",
             "give expires_at, maintenance_expires_at or both",
         ));
+    }
+    for (field, value) in [
+        ("expires_at", expires_at),
+        ("maintenance_expires_at", maintenance_expires_at),
+    ] {
+        let Some(value) = value else { continue };
+        let at = input::expiry(field, value).map_err(|_| {
+            LicenseError::invalid(
+                field,
+                format!(
+                    "{value:?} is not a renewal date: give a future date (YYYY-MM-DD); to remove \
+                     an expiry, update the license with {field} set to \"\""
+                ),
+            )
+        })?;
+        if at.as_str() <= now {
+            return Err(LicenseError::invalid(
+                field,
+                format!("{value:?} is not in the future, so it would not renew anything"),
+            ));
+        }
     }
     // A renewal to a fixed date replaces a limit counted from first activation, which would
     // otherwise keep the license expired (the effective expiry is the earlier of the two).
