@@ -148,7 +148,7 @@ fn cli_import_reports_line_numbers() {
     let header = keyward::license::csv_io::COLUMNS.join(",");
     std::fs::write(
         &csv,
-        format!("{header}\n,app,permanent,zero,,,,,,,,,,false\n"),
+        format!("{header}\n,app,permanent,zero,,,,,,,,,,false,\n"),
     )
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -181,4 +181,84 @@ fn cli_import_reports_line_numbers() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), header);
+}
+
+#[tokio::test]
+async fn status_and_empty_features_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(&dir.path().join("a"))).await;
+    let product = serde_json::json!({"code": "app", "name": "App", "features": ["pro", "export"]});
+    admin(
+        &server.url,
+        Method::POST,
+        "/v1/admin/products",
+        Some(product),
+    )
+    .await;
+    let mut keys = Vec::new();
+    for features in [serde_json::json!([]), serde_json::json!(["pro"])] {
+        let license =
+            serde_json::json!({"product": "app", "model": "permanent", "features": features});
+        let (status, body) = admin(
+            &server.url,
+            Method::POST,
+            "/v1/admin/licenses",
+            Some(license),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        keys.push(body["key"].as_str().unwrap().to_string());
+    }
+    for (key, action) in keys.iter().zip(["revoke", "suspend"]) {
+        let path = format!("/v1/admin/licenses/{key}/{action}");
+        let (status, body) = admin(&server.url, Method::POST, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let exported = export(&server.url).await;
+    server.stop().await;
+
+    let second = InProcess::start(test_config(&dir.path().join("b"))).await;
+    let (status, body) = import(&second.url, exported.clone().into_bytes(), true).await;
+    assert_eq!(status, 200, "{body}");
+    let show = |key: String| {
+        let url = second.url.clone();
+        async move {
+            let path = format!("/v1/admin/licenses/{key}");
+            admin(&url, Method::GET, &path, None).await.1
+        }
+    };
+    let revoked = show(keys[0].clone()).await;
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["features"], serde_json::json!([]));
+    let suspended = show(keys[1].clone()).await;
+    assert_eq!(suspended["status"], "suspended");
+    assert_eq!(suspended["features"], serde_json::json!(["pro"]));
+    assert_eq!(export(&second.url).await, exported);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn crlf_rows_reported_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(dir.path())).await;
+    let header = keyward::license::csv_io::COLUMNS.join(",");
+    let rows = [
+        ",app,permanent,1,,,,,,,,,,false,",
+        ",app,lifetime,1,,,,,,,,,,false,",
+        ",app,permanent,\"multi\nline\",,,,,,,,,,false,",
+        ",app,permanent,1,,,,,,,,,,false,gone",
+    ];
+    let csv = format!("{header}\r\n{}\r\n", rows.join("\r\n"));
+
+    let (status, body) = import(&server.url, csv.into_bytes(), true).await;
+
+    assert_eq!(status, 422, "{body}");
+    let lines: Vec<u64> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4, 6], "{body}");
+    server.stop().await;
 }

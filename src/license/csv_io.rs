@@ -1,14 +1,19 @@
 //! License import and export as CSV.
 //!
 //! Columns, in this order, with a header row:
-//! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes,floating`
+//! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes,floating,status`
 //!
-//! The last column, `floating` (`true` or `false`), may be left out of the header entirely.
+//! The last two columns may be left out of the header: `status`, or both `floating` and
+//! `status`. `floating` is `true` or `false`; `status` is `active` (also when empty),
+//! `suspended` or `revoked`.
 //!
 //! - `key` is optional on import: empty generates a new key, a value keeps that key.
 //! - `model` is `permanent`, `subscription` or `trial`; `seats` defaults to 1 when empty.
 //! - Dates are `YYYY-MM-DD` (end of that day, UTC) or RFC 3339; empty means none.
-//! - `features` is a `;`-separated list; empty means all of the product's features.
+//! - `features` is a `;`-separated list; empty means all of the product's features and `-`
+//!   means none.
+//! - The time of the first activation is not exported, so a license with `duration_days`
+//!   starts its term again at its first activation after an import.
 //!
 //! An import is all or nothing: every row is checked, and one bad row rolls back the whole
 //! file. Each bad row is reported with its line number.
@@ -17,10 +22,10 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::store::{self, NewLicense};
-use super::{LicenseError, Model, products};
+use super::{LicenseError, Model, Status, products};
 
 /// The header row, in column order.
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "key",
     "product",
     "model",
@@ -35,7 +40,14 @@ pub const COLUMNS: [&str; 14] = [
     "order_ref",
     "notes",
     "floating",
+    "status",
 ];
+
+/// Columns a header must have at least: the optional `floating` and `status` may be left out.
+const REQUIRED_COLUMNS: usize = 13;
+
+/// `features` value of a license with no features, which an empty value cannot express.
+const NO_FEATURES: &str = "-";
 
 /// Rows reported at most in one failed import; the rest are counted.
 const MAX_REPORTED_ERRORS: usize = 100;
@@ -76,7 +88,7 @@ fn optional(text: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
-fn parse_row(record: &csv::StringRecord, columns: usize) -> Result<NewLicense, String> {
+fn parse_row(record: &csv::StringRecord, columns: usize) -> Result<(NewLicense, Status), String> {
     if record.len() != columns {
         return Err(format!("has {} columns, expected {columns}", record.len()));
     }
@@ -100,13 +112,29 @@ fn parse_row(record: &csv::StringRecord, columns: usize) -> Result<NewLicense, S
                 .map_err(|_| format!("duration_days {text:?} is not a whole number"))?,
         ),
     };
-    let features: Vec<String> = field(7)
-        .split(';')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect();
-    Ok(NewLicense {
+    let features: Option<Vec<String>> = match field(7).trim() {
+        NO_FEATURES => Some(Vec::new()),
+        text => {
+            let listed: Vec<String> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect();
+            (!listed.is_empty()).then_some(listed)
+        }
+    };
+    let status = match field(14).trim() {
+        "" | "active" => Status::Active,
+        "suspended" => Status::Suspended,
+        "revoked" => Status::Revoked,
+        other => {
+            return Err(format!(
+                "status {other:?} is not active, suspended or revoked"
+            ));
+        }
+    };
+    let license = NewLicense {
         floating: match field(13).trim() {
             "" | "false" => false,
             "true" => true,
@@ -119,13 +147,14 @@ fn parse_row(record: &csv::StringRecord, columns: usize) -> Result<NewLicense, S
         expires_at: optional(field(4)),
         duration_days,
         maintenance_expires_at: optional(field(6)),
-        features: (!features.is_empty()).then_some(features),
+        features,
         customer_name: field(8).to_string(),
         customer_email: field(9).trim().to_string(),
         customer_company: field(10).to_string(),
         order_ref: field(11).to_string(),
         notes: field(12).to_string(),
-    })
+    };
+    Ok((license, status))
 }
 
 /// Imports every row of `data` inside the caller's transaction. With `create_products`,
@@ -147,7 +176,7 @@ pub fn import(
         .clone();
     let found: Vec<&str> = headers.iter().map(str::trim).collect();
     let columns = found.len();
-    if found != COLUMNS[..columns.min(COLUMNS.len())] || columns < COLUMNS.len() - 1 {
+    if found != COLUMNS[..columns.min(COLUMNS.len())] || columns < REQUIRED_COLUMNS {
         return Err(ImportError::Csv(format!(
             "header must be exactly: {}; found: {}",
             COLUMNS.join(","),
@@ -157,12 +186,15 @@ pub fn import(
 
     let mut rows = Vec::new();
     let mut errors = Vec::new();
+    // Line numbers are counted from byte offsets: the reader's own count is off by one in
+    // files with CRLF line ends.
+    let mut counted = LineCounter::default();
     for (index, record) in reader.records().enumerate() {
         let line = record
             .as_ref()
             .ok()
             .and_then(|r| r.position())
-            .map(|p| p.line())
+            .map(|p| counted.line_at(data, p.byte()))
             .unwrap_or(index as u64 + 2);
         match record
             .map_err(|err| err.to_string())
@@ -178,8 +210,12 @@ pub fn import(
         create_missing_products(conn, &rows, actor, now, &mut products_created, &mut errors)?;
     }
     let mut imported = 0;
-    for (line, row) in &rows {
-        match store::create(conn, row, actor, now) {
+    for (line, (row, status)) in &rows {
+        let created = store::create(conn, row, actor, now).and_then(|license| match status {
+            Status::Active => Ok(license),
+            other => store::set_status(conn, &license.key, *other, actor, now),
+        });
+        match created {
             Ok(_) => imported += 1,
             Err(LicenseError::Db(err)) => return Err(ImportError::License(LicenseError::Db(err))),
             Err(err) => errors.push(RowError {
@@ -204,7 +240,7 @@ pub fn import(
 
 fn create_missing_products(
     conn: &Connection,
-    rows: &[(u64, NewLicense)],
+    rows: &[(u64, (NewLicense, Status))],
     actor: &str,
     now: &str,
     created: &mut Vec<String>,
@@ -212,7 +248,7 @@ fn create_missing_products(
 ) -> Result<(), ImportError> {
     let mut wanted: std::collections::BTreeMap<String, (u64, std::collections::BTreeSet<String>)> =
         Default::default();
-    for (line, row) in rows {
+    for (line, (row, _)) in rows {
         let entry = wanted
             .entry(row.product.clone())
             .or_insert((*line, Default::default()));
@@ -239,6 +275,34 @@ fn create_missing_products(
     Ok(())
 }
 
+/// Counts lines up to byte offsets that only grow, so each record costs only its own bytes.
+#[derive(Default)]
+struct LineCounter {
+    byte: usize,
+    line: u64,
+}
+
+impl LineCounter {
+    /// Returns the 1-based line of the record at byte offset `byte` in `data`. After a CRLF the
+    /// reader may place a record at the `\n` that ends the line before, so line ends at the
+    /// offset are skipped first.
+    fn line_at(&mut self, data: &[u8], byte: u64) -> u64 {
+        let mut byte = (byte as usize).min(data.len());
+        while data.get(byte).is_some_and(|b| *b == b'\r' || *b == b'\n') {
+            byte += 1;
+        }
+        if byte < self.byte {
+            *self = LineCounter::default();
+        }
+        self.line += data[self.byte..byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.byte = byte;
+        self.line + 1
+    }
+}
+
 /// Writes every license as CSV, in the import format, oldest first.
 pub fn export(conn: &Connection, out: &mut impl std::io::Write) -> Result<usize, LicenseError> {
     let mut writer = csv::Writer::from_writer(out);
@@ -256,7 +320,11 @@ pub fn export(conn: &Connection, out: &mut impl std::io::Write) -> Result<usize,
                 .duration_days
                 .map(|d| d.to_string())
                 .unwrap_or_default();
-            let features = license.features.join(";");
+            let features = if license.features.is_empty() {
+                NO_FEATURES.to_string()
+            } else {
+                license.features.join(";")
+            };
             writer
                 .write_record([
                     license.key.as_str(),
@@ -273,6 +341,7 @@ pub fn export(conn: &Connection, out: &mut impl std::io::Write) -> Result<usize,
                     license.order_ref.as_str(),
                     license.notes.as_str(),
                     if license.floating { "true" } else { "false" },
+                    license.status.as_str(),
                 ])
                 .map_err(io_error)?;
             count += 1;
