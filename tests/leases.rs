@@ -227,6 +227,30 @@ async fn checkin_frees_seat() {
 }
 
 #[tokio::test]
+async fn admin_release_ends_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start_clocked(dir.path(), |_| {}).await;
+    let base = server.url.as_str();
+    let key = floating_license(base, 1).await;
+    let (status, body) = checkout(base, &key, "hog").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = checkout(base, &key, "pc-2").await;
+    assert_eq!(status, 409, "{body}");
+
+    let path = format!("/v1/admin/licenses/{key}/activations/hog/release");
+    let (status, body) = admin(base, Method::POST, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["seats_used"], 0, "{body}");
+    let (status, body) = checkout(base, &key, "pc-2").await;
+    assert_eq!(status, 200, "the seat is free again: {body}");
+
+    let (status, body) = admin(base, Method::POST, &path, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "LEASE_NOT_FOUND");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn lease_of_other_license_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start_clocked(dir.path(), |_| {}).await;

@@ -145,7 +145,8 @@ pub enum LicenseCommand {
         server: ServerArgs,
         key: String,
     },
-    /// Release the activation of one computer (frees its seat).
+    /// Release the activation of one computer, or end its lease on a floating license (frees
+    /// its seat).
     Release {
         #[command(flatten)]
         server: ServerArgs,

@@ -124,10 +124,14 @@ pub fn release(
     now: DateTime<Utc>,
 ) -> Result<License, LicenseError> {
     let row = find(conn, key)?;
+    let by_admin = actor.starts_with("admin:");
+    if row.license.floating && by_admin {
+        // A floating license holds leases, not activations: the admin frees the computer's seat.
+        return super::leases::end_for_computer(conn, &row, computer_id, actor, now);
+    }
     if !is_activated(conn, row.id, computer_id)? {
         return Err(LicenseError::NotActivated);
     }
-    let by_admin = actor.starts_with("admin:");
     if !by_admin {
         limits::check_release_rate(conn, row.id, row.license.seats, policy, now)?;
     }

@@ -149,6 +149,36 @@ pub fn checkin(
     Ok(find_by_id(conn, row.id)?.license)
 }
 
+/// Ends the lease that `computer_id` holds on the floating license `row`, live or expired but
+/// not yet reclaimed, freeing its seat. Fails with `LEASE_NOT_FOUND` when it holds none.
+pub fn end_for_computer(
+    conn: &Connection,
+    row: &Row,
+    computer_id: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<License, LicenseError> {
+    let lease_id: Option<String> = conn
+        .query_row(
+            "DELETE FROM leases WHERE license_id = ?1 AND computer_id = ?2 RETURNING lease_id",
+            (row.id, computer_id),
+            |found| found.get(0),
+        )
+        .optional()?;
+    let Some(lease_id) = lease_id else {
+        return Err(LicenseError::LeaseNotFound);
+    };
+    audit::record(
+        conn,
+        &crate::time::format(now),
+        actor,
+        "lease.force_end",
+        &row.license.key,
+        serde_json::json!({"lease_id": lease_id, "computer_id": computer_id}),
+    )?;
+    Ok(find_by_id(conn, row.id)?.license)
+}
+
 /// Returns whether `computer_id` holds a live lease of the license with row id `license_id`.
 pub fn holds_lease(
     conn: &Connection,

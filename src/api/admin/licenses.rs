@@ -247,10 +247,11 @@ pub(super) async fn list_activations(
     ),
     responses(
         (status = 200, description = "The license after the release", body = crate::license::License),
-        (status = 404, description = "No such license (NOT_FOUND)", body = ApiError),
+        (status = 404, description = "No such license (NOT_FOUND), or no lease of this computer on a floating license (LEASE_NOT_FOUND)", body = ApiError),
         (status = 409, description = "The computer has no activation (NOT_ACTIVATED)", body = ApiError),
     )
 )]
+/// Releases a computer's activation, or on a floating license ends its lease.
 pub(super) async fn force_release(
     State(state): State<Arc<AppState>>,
     admin: Admin,
