@@ -1,5 +1,6 @@
 //! The OpenAPI document and the router describe the same endpoints: every registered route is
-//! documented, every documented operation is registered, and the live server routes each one.
+//! documented, every documented operation is registered, the live server routes each one, and
+//! the status codes of some admin operations are documented.
 
 mod common;
 
@@ -121,6 +122,41 @@ async fn server_routes_every_documented_operation() {
         assert!(
             !(status == 404 && body.contains("NO_ROUTE")),
             "{method} {path} is not routed: {body}"
+        );
+    }
+    server.stop().await;
+}
+
+/// Real responses of admin operations carry a status code that the document lists for them.
+#[tokio::test]
+async fn admin_statuses_are_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(test_config(dir.path())).await;
+    let (_, served) =
+        common::admin(&server.url, reqwest::Method::GET, "/v1/openapi.json", None).await;
+    let block = serde_json::json!({"computer_id": "pc-9", "reason": "test"});
+    let calls = [
+        ("post", "/v1/admin/blocked-computers", Some(block)),
+        ("delete", "/v1/admin/blocked-computers/pc-9", None),
+        ("delete", "/v1/admin/blocked-computers/pc-9", None),
+        ("post", "/v1/admin/keys/rotate", None),
+        ("post", "/v1/admin/keys/no-such-key/retire", None),
+    ];
+
+    for (method, path, body) in calls {
+        let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (status, response) = common::admin(&server.url, verb, path, body).await;
+        let template = if path.ends_with("/pc-9") {
+            "/v1/admin/blocked-computers/{computer_id}"
+        } else if path.ends_with("/retire") {
+            "/v1/admin/keys/{kid}/retire"
+        } else {
+            path
+        };
+        let documented = &served["paths"][template][method]["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {status}, which the document does not list: {response}"
         );
     }
     server.stop().await;

@@ -45,7 +45,10 @@ pub async fn list_blocked(
 
 #[utoipa::path(
     post, path = "/v1/admin/blocked-computers", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, description = "The computer id is blocked"))
+    responses(
+        (status = 201, description = "The computer id is blocked; blocking it again replaces the reason"),
+        (status = 422, description = "Invalid computer id or reason (INVALID_INPUT)", body = ApiError),
+    )
 )]
 pub async fn block_computer(
     State(state): State<Arc<AppState>>,
@@ -69,7 +72,10 @@ pub async fn block_computer(
 #[utoipa::path(
     delete, path = "/v1/admin/blocked-computers/{computer_id}", tag = "admin", security(("admin_token" = [])),
     params(("computer_id" = String, Path, description = "Computer id")),
-    responses((status = 200, description = "The computer id is no longer blocked"))
+    responses(
+        (status = 204, description = "The computer id is no longer blocked"),
+        (status = 404, description = "The computer id is not blocked (COMPUTER_NOT_BLOCKED)", body = ApiError),
+    )
 )]
 pub async fn unblock_computer(
     State(state): State<Arc<AppState>>,

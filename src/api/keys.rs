@@ -33,7 +33,7 @@ pub async fn list_keys(
 
 #[utoipa::path(
     post, path = "/v1/admin/keys/rotate", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, description = "The new signing key, now in use"))
+    responses((status = 201, description = "Every signing key, with the new one now in use"))
 )]
 pub async fn rotate_key(
     State(state): State<Arc<AppState>>,
@@ -53,7 +53,11 @@ pub async fn rotate_key(
 #[utoipa::path(
     post, path = "/v1/admin/keys/{kid}/retire", tag = "admin", security(("admin_token" = [])),
     params(("kid" = String, Path, description = "Signing key id")),
-    responses((status = 200, description = "The retired key; the current key cannot be retired (KEY_IN_USE)"))
+    responses(
+        (status = 200, description = "Every signing key, with this one retired"),
+        (status = 404, description = "No such key (KEY_NOT_FOUND)", body = ApiError),
+        (status = 409, description = "The key in use cannot be retired (KEY_IN_USE)", body = ApiError),
+    )
 )]
 pub async fn retire_key(
     State(state): State<Arc<AppState>>,
