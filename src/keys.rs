@@ -2,7 +2,7 @@
 //!
 //! A key is 135 random bits from the operating system's CSPRNG, written as 27 Crockford base32
 //! characters plus one check character (Luhn mod 32), shown in seven groups of four:
-//! `7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1JE`. Input is case-insensitive, ignores dashes and spaces,
+//! `7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1J1`. Input is case-insensitive, ignores dashes and spaces,
 //! and reads `I`/`L` as `1` and `O` as `0`. The check character catches any single mistyped
 //! character and most swaps of two neighbours before the key is looked up.
 
@@ -125,6 +125,12 @@ fn check_digit(data: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documented_example_key_parses() {
+        // The key shown in the docs and in `--help` must be one a user can paste.
+        assert!(LicenseKey::parse("7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1J1").is_ok());
+    }
 
     #[test]
     fn generated_key_parses_back() {

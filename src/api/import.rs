@@ -62,9 +62,10 @@ pub async fn import(
     match result {
         Ok(summary) => (StatusCode::OK, axum::Json(summary)).into_response(),
         Err(ImportError::Rows { count, errors }) => {
+            let rows = if count == 1 { "row is" } else { "rows are" };
             let body = serde_json::json!({
                 "code": "INVALID_ROWS",
-                "message": format!("{count} rows are invalid; nothing was imported"),
+                "message": format!("{count} {rows} invalid; nothing was imported"),
                 "errors": errors,
             });
             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()

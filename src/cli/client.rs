@@ -63,7 +63,7 @@ pub enum ClientCommand {
 /// License key and computer identifier of a command.
 #[derive(Debug, Args)]
 pub struct LicenseArgs {
-    /// License key, e.g. 7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1JE.
+    /// License key, e.g. 7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1J1.
     #[arg(long)]
     key: String,
     /// Stable identifier of this computer.

@@ -7,7 +7,7 @@
 //!     .server_url("https://lic.example.com/")
 //!     .trusted_key("k1a2b3c4d", "<base64 public key from `keyward keys`>")
 //!     .build()?;
-//! let validation = client.validate("7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1JE", "pc-1", None).await?;
+//! let validation = client.validate("7K3M-QW2D-H8XP-R4TN-B6YC-Z9GV-F1J1", "pc-1", None).await?;
 //! println!("{:?}", validation.code);
 //! # Ok(())
 //! # }

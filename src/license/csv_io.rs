@@ -62,7 +62,7 @@ pub struct RowError {
 /// Failure of an import.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{count} rows are invalid; nothing was imported")]
+    #[error("{count} {} invalid; nothing was imported", if *count == 1 { "row is" } else { "rows are" })]
     Rows { count: usize, errors: Vec<RowError> },
     #[error("invalid CSV: {0}")]
     Csv(String),

@@ -180,7 +180,10 @@ pub enum LicenseError {
          retire it"
     )]
     KeyInUse(String),
-    #[error("product {0:?} not found; list products with `keyward product list`")]
+    #[error(
+        "product {0:?} not found; list products with `keyward product list`, or import with \
+         --create-products to create it"
+    )]
     ProductNotFound(String),
     #[error("product {0:?} already exists")]
     ProductExists(String),
