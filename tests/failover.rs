@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 struct Redirector {
     url: String,
     file: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Redirector {
@@ -25,29 +25,22 @@ impl Redirector {
         std::fs::write(&file, xml).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/qlmredirect.xml", listener.local_addr().unwrap());
-        let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
         let served = file.clone();
-        tokio::spawn(async move {
-            let _ = keyward::redirect::serve(listener, served, async {
-                let _ = receiver.await;
-            })
-            .await;
+        let task = tokio::spawn(async move {
+            let _ = keyward::redirect::serve(listener, served, std::future::pending()).await;
         });
-        Redirector {
-            url,
-            file,
-            shutdown: Some(sender),
-        }
+        Redirector { url, file, task }
     }
 
     fn set_active(&self, url: &str) {
         keyward::redirect::set_active(&self.file, &url.parse().unwrap()).unwrap();
     }
 
-    fn stop(&mut self) {
-        if let Some(sender) = self.shutdown.take() {
-            let _ = sender.send(());
-        }
+    /// Stops serving at once: the listener and every open connection are closed when this
+    /// returns, so no site can read the file afterwards.
+    async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -372,7 +365,7 @@ async fn both_active_while_redirector_down_overwrite_nothing() {
     primary_process.kill();
     redirector.set_active(&dr.url);
     wait_role(&dr.url, "active").await;
-    redirector.stop();
+    redirector.stop().await;
 
     // The primary restarts without reaching the redirect file: it keeps its last known role.
     let _primary_process = primary.start(&dr, &redirector.url);
