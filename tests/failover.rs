@@ -36,8 +36,8 @@ impl Redirector {
         keyward::redirect::set_active(&self.file, &url.parse().unwrap()).unwrap();
     }
 
-    /// Stops serving at once: the listener and every open connection are closed when this
-    /// returns, so no site can read the file afterwards.
+    /// Stops serving at once: the listener is closed when this returns, so a site that
+    /// connects afterwards cannot read the file.
     async fn stop(&mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
