@@ -92,7 +92,8 @@ impl Server {
             None => db.set_writable(false),
         }
 
-        let keyring = db.read(Keyring::load).await?;
+        let now = crate::time::format(clock.now());
+        let keyring = db.read(move |conn| Keyring::load_at(conn, &now)).await?;
         let config = Arc::new(config);
         let snapshots = Arc::new(crate::snapshot::SnapshotService::new(
             config.clone(),
@@ -168,6 +169,18 @@ fn spawn_background(state: &Arc<AppState>) -> Vec<JoinHandle<()>> {
         loop {
             ticker.tick().await;
             flush_last_seen(&flusher).await;
+        }
+    }));
+    // A key scheduled to sign later takes over once its time has come on this site's clock.
+    let keys = state.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = crate::time::format(keys.clock.now());
+            let due = keys.keyring().next_activation().is_some_and(|at| at <= now.as_str());
+            if due && let Err(err) = keys.reload_keys().await {
+                tracing::error!(code = err.code, message = %err.message, "switching to the scheduled signing key failed");
+            }
         }
     }));
     let reclaimer = state.clone();

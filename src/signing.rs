@@ -42,6 +42,8 @@ pub struct Keyring {
     kid: String,
     signing: SigningKey,
     published: Vec<PublicKeyInfo>,
+    /// Time from which a published key that does not sign yet takes over, if any.
+    next_activation: Option<String>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -131,8 +133,15 @@ impl Keyring {
         Ok(kid)
     }
 
-    /// Loads the keyring from the database.
+    /// Loads the keyring from the database as of the system clock.
     pub fn load(conn: &Connection) -> Result<Keyring, DbError> {
+        Self::load_at(conn, &crate::time::format(chrono::Utc::now()))
+    }
+
+    /// Loads the keyring as of `now`: every key that is not retired is published, and the
+    /// newest whose `created_at` is not after `now` signs. A key scheduled for later is
+    /// published but does not sign until then.
+    pub fn load_at(conn: &Connection, now: &str) -> Result<Keyring, DbError> {
         let mut stmt = conn.prepare(
             "SELECT kid, secret_key, public_key, created_at FROM signing_keys \
              WHERE retired_at IS NULL ORDER BY created_at, rowid",
@@ -146,18 +155,24 @@ impl Keyring {
             ))
         })?;
         let mut newest = None;
+        let mut next_activation = None;
         let mut published = Vec::new();
         for row in rows {
             let (kid, secret, public, created_at) = row?;
             let secret: [u8; 32] = secret
                 .try_into()
                 .map_err(|_| DbError::Sqlite(format!("signing key {kid} is corrupt")))?;
+            let scheduled = created_at.as_str() > now;
+            if scheduled {
+                next_activation.get_or_insert_with(|| created_at.clone());
+            } else {
+                newest = Some((kid.clone(), SigningKey::from_bytes(&secret)));
+            }
             published.push(PublicKeyInfo {
-                kid: kid.clone(),
+                kid,
                 public_key: STANDARD.encode(&public),
                 created_at,
             });
-            newest = Some((kid, SigningKey::from_bytes(&secret)));
         }
         let (kid, signing) = newest.ok_or_else(|| {
             DbError::Sqlite("the database has no signing key; run `keyward keys rotate`".into())
@@ -166,11 +181,17 @@ impl Keyring {
             kid,
             signing,
             published,
+            next_activation,
         })
     }
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Returns the time from which a scheduled key signs, if one is waiting.
+    pub fn next_activation(&self) -> Option<&str> {
+        self.next_activation.as_deref()
     }
 
     pub fn public_keys(&self) -> &[PublicKeyInfo] {

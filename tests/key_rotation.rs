@@ -247,3 +247,52 @@ async fn keys_commands_rotate_and_retire() {
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn scheduled_key_signs_from_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start_clocked(dir.path(), |_| {}).await;
+    let base = server.url.as_str();
+    let key = create_license(base, json!({"model": "permanent"})).await;
+    let request = json!({"key": key, "computer_id": "pc-1", "nonce": "n"});
+    let old_kid = header_kid(&post_json(base, "/v1/validate", &request).await);
+
+    // The new key is published at once but the old one keeps signing.
+    let at = keyward::time::format(
+        keyward::time::Clock::now(clock.as_ref()) + chrono::Duration::hours(1),
+    );
+    let path = format!("/v1/admin/keys/rotate?activate_at={at}");
+    let (status, body) = admin_post(base, &path, None).await;
+    assert_eq!(status, 201, "{body}");
+    let keys = published(base).await;
+    assert_eq!(keys.keys.len(), 2, "both keys are published");
+    let new_kid = published_kids(&keys)
+        .into_iter()
+        .find(|kid| *kid != old_kid)
+        .unwrap();
+    assert_eq!(
+        header_kid(&post_json(base, "/v1/validate", &request).await),
+        old_kid
+    );
+
+    // A second scheduled key is refused while one waits.
+    let (status, body) = admin_post(base, &path, None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains(&new_kid),
+        "{body}"
+    );
+
+    // Once the clock passes the time, the new key signs within a few seconds.
+    clock.advance(2 * 60 * 60);
+    let mut kid = String::new();
+    for _ in 0..50 {
+        kid = header_kid(&post_json(base, "/v1/validate", &request).await);
+        if kid == new_kid {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(kid, new_kid);
+    server.stop().await;
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
 
 use super::routes::RouteTable;
@@ -28,25 +28,56 @@ pub async fn list_keys(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
 ) -> Result<Json<Vec<SigningKeyInfo>>, ApiError> {
-    query(&state, signing_keys::list).await.map(Json)
+    list_now(&state).await.map(Json)
+}
+
+/// Lists the keys, marking the one that signs on this server's clock.
+async fn list_now(state: &AppState) -> Result<Vec<SigningKeyInfo>, ApiError> {
+    let now = now_text(state);
+    query(state, move |conn| signing_keys::list(conn, &now)).await
+}
+
+/// Query of a rotation.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RotateQuery {
+    /// When the new key starts signing (RFC 3339 or YYYY-MM-DD, in the future). It is
+    /// published at once, so clients can fetch it before it signs. Absent: it signs now.
+    pub activate_at: Option<String>,
 }
 
 #[utoipa::path(
     post, path = "/v1/admin/keys/rotate", tag = "admin", security(("admin_token" = [])),
-    responses((status = 201, description = "Every signing key, with the new one now in use"))
+    params(RotateQuery),
+    responses(
+        (status = 201, description = "Every signing key, with the new one in use or scheduled"),
+        (status = 422, description = "activate_at is not a future time, or another key is already scheduled (INVALID_INPUT)", body = ApiError),
+    )
 )]
 pub async fn rotate_key(
     State(state): State<Arc<AppState>>,
     admin: Admin,
+    query_params: Result<Query<RotateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<Vec<SigningKeyInfo>>), ApiError> {
+    let Ok(Query(params)) = query_params else {
+        return Err(ApiError::bad_request(
+            "the only query parameter is activate_at=TIME",
+        ));
+    };
     let now = now_text(&state);
     let kid = mutate(&state, move |conn| {
-        signing_keys::rotate(conn, &admin.actor, &now)
+        signing_keys::rotate(conn, &admin.actor, &now, params.activate_at.as_deref())
     })
     .await?;
     state.reload_keys().await?;
-    tracing::info!(key.kid = %kid, "signing key rotated");
-    let keys = query(&state, signing_keys::list).await?;
+    let keyring = state.keyring();
+    match keyring.next_activation() {
+        Some(at) if keyring.kid() != kid => {
+            tracing::info!(key.kid = %kid, signs_from = at, "signing key published, signing later");
+        }
+        _ => tracing::info!(key.kid = %kid, "signing key rotated"),
+    }
+    let keys = list_now(&state).await?;
     Ok((StatusCode::CREATED, Json(keys)))
 }
 
@@ -72,5 +103,5 @@ pub async fn retire_key(
     .await?;
     state.reload_keys().await?;
     tracing::info!(key.kid = %kid, "signing key retired");
-    query(&state, signing_keys::list).await.map(Json)
+    list_now(&state).await.map(Json)
 }

@@ -103,7 +103,11 @@ impl AppState {
 
     /// Reloads the signing keys from the database (after a snapshot swap or a key rotation).
     pub async fn reload_keys(&self) -> Result<(), ApiError> {
-        let keyring = self.db.read(Keyring::load).await?;
+        let now = crate::time::format(self.clock.now());
+        let keyring = self
+            .db
+            .read(move |conn| Keyring::load_at(conn, &now))
+            .await?;
         let trusted = TrustedKeys::from_published(keyring.public_keys())
             .map_err(|err| ApiError::internal("reloading signing keys", err))?;
         *self.keys.write().expect("keyring lock poisoned") = (Arc::new(keyring), Arc::new(trusted));

@@ -18,10 +18,14 @@ pub enum KeysCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Add a signing key that becomes current. Older keys keep verifying.
+    /// Add a signing key that becomes current. Older keys keep verifying. With --activate-at
+    /// the key is published now and signs from that time, so clients can fetch it first.
     Rotate {
         #[command(flatten)]
         server: ServerArgs,
+        /// When the new key starts signing (RFC 3339 or YYYY-MM-DD, in the future).
+        #[arg(long)]
+        activate_at: Option<String>,
     },
     /// Stop publishing and trusting an old signing key. What it signed stops verifying.
     Retire {
@@ -61,8 +65,15 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::List { server } => {
             request(&server, Method::GET, "/v1/admin/keys", None).await?
         }
-        KeysCommand::Rotate { server } => {
-            request(&server, Method::POST, "/v1/admin/keys/rotate", None).await?
+        KeysCommand::Rotate {
+            server,
+            activate_at,
+        } => {
+            let path = match activate_at {
+                Some(at) => format!("/v1/admin/keys/rotate?activate_at={}", url_escape(&at)),
+                None => "/v1/admin/keys/rotate".to_string(),
+            };
+            request(&server, Method::POST, &path, None).await?
         }
         KeysCommand::Retire { server, kid } => {
             let path = format!("/v1/admin/keys/{}/retire", url_escape(&kid));

@@ -1,7 +1,7 @@
 //! Rotation and retirement of the Ed25519 signing keys stored in `signing_keys`.
 //!
-//! The newest key that is not retired signs, and every key that is not retired is published and
-//! verifies. Retiring a key stops both, so responses, computer keys and license files it signed
+//! The newest key that is not retired signs, unless its `created_at` lies ahead (a scheduled
+//! rotation), and every key that is not retired is published and verifies. Retiring a key stops both, so responses, computer keys and license files it signed
 //! no longer verify with the published keys. After a change the server must reload its keyring.
 
 use rusqlite::{Connection, OptionalExtension};
@@ -18,14 +18,16 @@ pub struct SigningKeyInfo {
     pub public_key: String,
     pub created_at: String,
     pub retired_at: Option<String>,
-    /// True for the key that signs now.
+    /// True for the key that signs now. A key whose `created_at` lies ahead is published and
+    /// signs from then on.
     pub current: bool,
 }
 
-/// Lists every signing key, retired ones included, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<SigningKeyInfo>, LicenseError> {
+/// Lists every signing key, retired ones included, oldest first, marking the one that signs at
+/// `now`.
+pub fn list(conn: &Connection, now: &str) -> Result<Vec<SigningKeyInfo>, LicenseError> {
     use base64::Engine;
-    let current = current_kid(conn)?;
+    let current = current_kid(conn, now)?;
     let mut stmt = conn.prepare(
         "SELECT kid, public_key, created_at, retired_at FROM signing_keys \
          ORDER BY created_at, rowid",
@@ -44,21 +46,54 @@ pub fn list(conn: &Connection) -> Result<Vec<SigningKeyInfo>, LicenseError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Adds a new signing key that becomes current, and returns its id. Its `created_at` is `now`,
-/// or the newest key's `created_at` when the clock reads earlier, so that it sorts as the
-/// newest either way.
-pub fn rotate(conn: &Connection, actor: &str, now: &str) -> Result<String, LicenseError> {
+/// Adds a new signing key and returns its id. Without `activate_at` it signs at once: its
+/// `created_at` is `now`, or the newest key's when the clock reads earlier, so that it sorts as
+/// the newest either way. With `activate_at`, a future time, it is published now and signs from
+/// then on, so clients can learn it first. One scheduled key may wait at a time.
+pub fn rotate(
+    conn: &Connection,
+    actor: &str,
+    now: &str,
+    activate_at: Option<&str>,
+) -> Result<String, LicenseError> {
+    let pending: Option<(String, String)> = conn
+        .query_row(
+            "SELECT kid, created_at FROM signing_keys WHERE retired_at IS NULL AND created_at > ?1 \
+             ORDER BY created_at LIMIT 1",
+            [now],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((kid, at)) = pending {
+        return Err(LicenseError::invalid(
+            "activate_at",
+            format!(
+                "key {kid} is already scheduled to sign from {at}; retire it first to replace it"
+            ),
+        ));
+    }
     let newest: Option<String> = conn.query_row(
         "SELECT max(created_at) FROM signing_keys WHERE retired_at IS NULL",
         [],
         |row| row.get(0),
     )?;
-    let created_at = match newest {
-        Some(newest) if newest.as_str() > now => newest,
-        _ => now.to_string(),
+    let created_at = match (activate_at, newest) {
+        (Some(at), _) => {
+            let at = super::input::expiry("activate_at", at)?;
+            if at.as_str() <= now {
+                return Err(LicenseError::invalid(
+                    "activate_at",
+                    format!("{at} is not in the future; rotate without activate_at to switch now"),
+                ));
+            }
+            at
+        }
+        (None, Some(newest)) if newest.as_str() > now => newest,
+        (None, _) => now.to_string(),
     };
     let kid = Keyring::add_key_at(conn, &created_at)?;
-    audit::record(conn, now, actor, "key.rotate", &kid, serde_json::json!({}))?;
+    let detail = serde_json::json!({"signs_from": created_at});
+    audit::record(conn, now, actor, "key.rotate", &kid, detail)?;
     Ok(kid)
 }
 
@@ -78,7 +113,7 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
         Some(Some(_)) => return Ok(()),
         Some(None) => {}
     }
-    if current_kid(conn)?.as_deref() == Some(kid) {
+    if current_kid(conn, now)?.as_deref() == Some(kid) {
         return Err(LicenseError::KeyInUse(kid.to_string()));
     }
     conn.execute(
@@ -89,14 +124,14 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
     Ok(())
 }
 
-/// Returns the id of the key that signs: the newest that is not retired, in the order
-/// [`Keyring::load`] uses.
-fn current_kid(conn: &Connection) -> Result<Option<String>, LicenseError> {
+/// Returns the id of the key that signs at `now`: the newest that is not retired and not
+/// scheduled for later, in the order [`Keyring::load_at`] uses.
+fn current_kid(conn: &Connection, now: &str) -> Result<Option<String>, LicenseError> {
     Ok(conn
         .query_row(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL \
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND created_at <= ?1 \
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            [],
+            [now],
             |row| row.get(0),
         )
         .optional()?)
