@@ -155,6 +155,7 @@ impl Keyring {
             ))
         })?;
         let mut newest = None;
+        let mut earliest = None;
         let mut next_activation = None;
         let mut published = Vec::new();
         for row in rows {
@@ -162,17 +163,24 @@ impl Keyring {
             let secret: [u8; 32] = secret
                 .try_into()
                 .map_err(|_| DbError::Sqlite(format!("signing key {kid} is corrupt")))?;
-            let scheduled = created_at.as_str() > now;
-            if scheduled {
+            let key = (kid.clone(), SigningKey::from_bytes(&secret));
+            earliest.get_or_insert_with(|| key.clone());
+            if created_at.as_str() > now {
                 next_activation.get_or_insert_with(|| created_at.clone());
             } else {
-                newest = Some((kid.clone(), SigningKey::from_bytes(&secret)));
+                newest = Some(key);
             }
             published.push(PublicKeyInfo {
                 kid,
                 public_key: STANDARD.encode(&public),
                 created_at,
             });
+        }
+        // Every key starting after `now` means the clock went back past a switch that already
+        // happened: the earliest key is the one that took over, and it keeps signing.
+        if newest.is_none() {
+            newest = earliest;
+            next_activation = None;
         }
         let (kid, signing) = newest.ok_or_else(|| {
             DbError::Sqlite("the database has no signing key; run `keyward keys rotate`".into())

@@ -113,7 +113,12 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
         Some(Some(_)) => return Ok(()),
         Some(None) => {}
     }
-    if current_kid(conn, now)?.as_deref() == Some(kid) {
+    let unretired: i64 = conn.query_row(
+        "SELECT count(*) FROM signing_keys WHERE retired_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    if current_kid(conn, now)?.as_deref() == Some(kid) || unretired <= 1 {
         return Err(LicenseError::KeyInUse(kid.to_string()));
     }
     conn.execute(
@@ -125,14 +130,55 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
 }
 
 /// Returns the id of the key that signs at `now`: the newest that is not retired and not
-/// scheduled for later, in the order [`Keyring::load_at`] uses.
+/// scheduled for later, or the earliest when the clock reads before every key, as
+/// [`Keyring::load_at`] chooses.
 fn current_kid(conn: &Connection, now: &str) -> Result<Option<String>, LicenseError> {
-    Ok(conn
+    let started: Option<String> = conn
         .query_row(
             "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND created_at <= ?1 \
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
             [now],
             |row| row.get(0),
         )
+        .optional()?;
+    if started.is_some() {
+        return Ok(started);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL \
+             ORDER BY created_at, rowid LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_behind_switch_keeps_signing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::schema::migrate(&mut conn).unwrap();
+        let old = Keyring::add_key_at(&conn, "2026-01-01T00:00:00Z").unwrap();
+        let new = rotate(&conn, "admin:t", "2026-06-01T00:00:00Z", Some("2026-06-02")).unwrap();
+        retire(&conn, &old, "admin:t", "2026-06-03T00:00:00Z").unwrap();
+
+        // The clock now reads before the new key's start: it still signs, and cannot be retired.
+        let behind = "2026-06-01T12:00:00Z";
+        let keyring = Keyring::load_at(&conn, behind).unwrap();
+        assert_eq!(keyring.kid(), new);
+        assert_eq!(keyring.next_activation(), None);
+        assert_eq!(
+            current_kid(&conn, behind).unwrap().as_deref(),
+            Some(new.as_str())
+        );
+        let retired = retire(&conn, &new, "admin:t", behind);
+        assert!(
+            matches!(retired, Err(LicenseError::KeyInUse(_))),
+            "{retired:?}"
+        );
+    }
 }
