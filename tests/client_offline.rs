@@ -389,7 +389,7 @@ async fn edited_contact_time_is_ignored() {
         .unwrap();
 
     // Changing the proof breaks its signature, so no contact is known at all.
-    let canonical = LicenseKey::parse(&key).unwrap().as_str().to_string();
+    let canonical = format!("{} pc-1", LicenseKey::parse(&key).unwrap().as_str());
     let proof = state.contact_proofs.get_mut(&canonical).unwrap();
     let later = keyward::time::format(recorded + Duration::days(365));
     proof.body = proof.body.replace(&keyward::time::format(recorded), &later);
@@ -431,7 +431,7 @@ async fn signed_refusal_is_no_contact() {
     let other = seed_license(&server.url, 1).await;
     let state_dir = tempfile::tempdir().unwrap();
     let state_file = state_dir.path().join("client-state.json");
-    let canonical = LicenseKey::parse(&key).unwrap().as_str().to_string();
+    let canonical = format!("{} pc-9", LicenseKey::parse(&key).unwrap().as_str());
 
     // Signed answers anyone can fetch: NOT_FOUND for a made-up key, and a VALID-looking
     // activation of another license. Neither confirms `key`.
@@ -449,7 +449,7 @@ async fn signed_refusal_is_no_contact() {
             .state_file(&state_file)
             .build()
             .unwrap();
-        assert_eq!(forged.last_server_contact_for(&key), None, "{name}");
+        assert_eq!(forged.last_server_contact_for(&key, "pc-9"), None, "{name}");
     }
     server.stop().await;
 }
@@ -457,7 +457,11 @@ async fn signed_refusal_is_no_contact() {
 #[tokio::test]
 async fn refusal_ends_offline_use() {
     let site = activated().await;
-    assert!(site.client.last_server_contact_for(&site.key).is_some());
+    assert!(
+        site.client
+            .last_server_contact_for(&site.key, "pc-1")
+            .is_some()
+    );
 
     revoke(&site.server.url, &site.key).await;
     let validation = site
@@ -466,7 +470,7 @@ async fn refusal_ends_offline_use() {
         .await
         .unwrap();
     assert_eq!(validation.code, ValidationCode::Revoked);
-    assert_eq!(site.client.last_server_contact_for(&site.key), None);
+    assert_eq!(site.client.last_server_contact_for(&site.key, "pc-1"), None);
 
     // With the server gone, the stored computer key no longer validates offline.
     site.server.stop().await;
@@ -483,6 +487,48 @@ async fn release_ends_offline_use() {
 
     site.client.release(&site.key, "pc-1").await.unwrap();
 
-    assert_eq!(site.client.last_server_contact_for(&site.key), None);
+    assert_eq!(site.client.last_server_contact_for(&site.key, "pc-1"), None);
+    site.server.stop().await;
+}
+
+#[tokio::test]
+async fn proofs_are_per_computer() {
+    let site = activated().await;
+    let client = &site.client;
+    client.activate(&site.key, "pc-2", "").await.unwrap();
+
+    // The admin frees pc-1: its refusal drops pc-1's proof only.
+    let path = format!("/v1/admin/licenses/{}/activations/pc-1/release", site.key);
+    let (status, body) = common::admin(&site.server.url, reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let validation = client.validate(&site.key, "pc-1", None).await.unwrap();
+    assert_eq!(validation.code, ValidationCode::NotActivated);
+    assert_eq!(client.last_server_contact_for(&site.key, "pc-1"), None);
+
+    // A VALID answer for pc-2 does not renew pc-1's offline use.
+    let validation = client.validate(&site.key, "pc-2", None).await.unwrap();
+    assert_eq!(validation.code, ValidationCode::Valid);
+    assert!(client.last_server_contact_for(&site.key, "pc-2").is_some());
+    assert_eq!(client.last_server_contact_for(&site.key, "pc-1"), None);
+    site.server.stop().await;
+    let result = client
+        .validate_or_offline(&site.key, "pc-1", &site.computer_key)
+        .await;
+    assert_offline_without_contact(&result);
+}
+
+#[tokio::test]
+async fn release_keeps_other_computers_proof() {
+    let site = activated().await;
+    site.client.activate(&site.key, "pc-2", "").await.unwrap();
+
+    site.client.release(&site.key, "pc-2").await.unwrap();
+
+    assert!(
+        site.client
+            .last_server_contact_for(&site.key, "pc-1")
+            .is_some()
+    );
+    assert_eq!(site.client.last_server_contact_for(&site.key, "pc-2"), None);
     site.server.stop().await;
 }

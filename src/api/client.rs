@@ -88,6 +88,9 @@ pub struct ActivateResponse {
     pub result: String,
     pub computer_key: String,
     pub license: ClientLicense,
+    /// The computer the answer is about, as the request named it.
+    #[serde(default)]
+    pub computer_id: String,
     pub server_time: String,
     pub nonce: Option<String>,
 }
@@ -97,6 +100,9 @@ pub struct ValidateResponse {
     pub code: ValidationCode,
     pub valid: bool,
     pub license: Option<ClientLicense>,
+    /// The computer the answer is about, as the request named it.
+    #[serde(default)]
+    pub computer_id: String,
     pub server_time: String,
     pub nonce: Option<String>,
 }
@@ -244,6 +250,7 @@ async fn activate_inner(
         result: activation_result(&activated).into(),
         computer_key: state.keyring().issue_computer_key(claims),
         license: ClientLicense::from(license),
+        computer_id: request.computer_id,
         server_time: crate::time::format(now),
         nonce: request.nonce,
     })
@@ -317,6 +324,7 @@ pub async fn validate(
         code,
         valid: code == ValidationCode::Valid,
         license: entry.license_json.as_deref(),
+        computer_id: &request.computer_id,
         server_time: &crate::time::format(now),
         nonce: request.nonce.as_deref(),
     };
@@ -337,6 +345,7 @@ struct ValidateReply<'a> {
     code: ValidationCode,
     valid: bool,
     license: Option<&'a serde_json::value::RawValue>,
+    computer_id: &'a str,
     server_time: &'a str,
     nonce: Option<&'a str>,
 }
@@ -471,6 +480,7 @@ mod tests {
                 code: ValidationCode::Valid,
                 valid: true,
                 license: license.clone(),
+                computer_id: "pc-1".into(),
                 server_time: "2026-12-04T10:00:00Z".into(),
                 nonce: nonce.map(str::to_string),
             };
@@ -481,6 +491,7 @@ mod tests {
                 code: ValidationCode::Valid,
                 valid: true,
                 license: json.as_deref(),
+                computer_id: "pc-1",
                 server_time: "2026-12-04T10:00:00Z",
                 nonce,
             };

@@ -135,15 +135,17 @@ impl Client {
         self.inner.state.get().last_server_contact
     }
 
-    /// Returns the signed server time of the last confirmation of license `key`, from this
-    /// process or the verified proof in the state file. `None` when the server never confirmed
-    /// it here, or refused or released it since.
-    pub fn last_server_contact_for(&self, key: &str) -> Option<DateTime<Utc>> {
+    /// Returns the signed server time of the last confirmation of license `key` on
+    /// `computer_id`, from this process or the verified proof in the state file. `None` when
+    /// the server never confirmed it, or refused or released it since.
+    pub fn last_server_contact_for(&self, key: &str, computer_id: &str) -> Option<DateTime<Utc>> {
         let key = crate::keys::LicenseKey::parse(key).ok()?;
         let state = self.inner.state.get();
-        let proof = state.contact_proofs.get(key.as_str())?;
+        let proof = state
+            .contact_proofs
+            .get(&state::proof_key(&key, computer_id))?;
         proof
-            .confirmed_at(self.inner.transport.trusted(), &key)
+            .confirmed_at(self.inner.transport.trusted(), &key, computer_id)
             .ok()
     }
 

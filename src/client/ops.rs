@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::offline::{check_computer_key, check_offline_period};
-use super::state::SignedBody;
+use super::state::{self, SignedBody};
 use super::transport::Verified;
 use super::{Activation, Client, ClientError, ClientLicense, Validation, ValidationSource};
 use crate::api::client::{ActivateResponse, ReleaseResponse, ValidateResponse};
@@ -86,13 +86,13 @@ impl Client {
                 if let ClientError::Rejected { code, .. } = &err
                     && LICENSE_REJECTION_CODES.contains(&code.as_str())
                 {
-                    self.forget_contact(&key).await;
+                    self.forget_contact(&key, computer_id).await;
                 }
                 return Err(err);
             }
         };
 
-        self.record_contact(&key, response.server_time, response.proof)
+        self.record_contact(&key, computer_id, response.server_time, response.proof)
             .await;
         let response = response.body;
         Ok(Activation {
@@ -129,11 +129,12 @@ impl Client {
             proof,
         } = response;
         if body.code == ValidationCode::Valid {
-            self.record_contact(&key, server_time, proof).await;
+            self.record_contact(&key, computer_id, server_time, proof)
+                .await;
         } else {
             // The server no longer confirms this license here, so offline checks must not
             // either.
-            self.forget_contact(&key).await;
+            self.forget_contact(&key, computer_id).await;
         }
         Ok(Validation {
             code: body.code,
@@ -156,7 +157,7 @@ impl Client {
             computer_id,
         };
         let (_url, response) = self.call::<_, ReleaseResponse>("v1/release", &body).await?;
-        self.forget_contact(&key).await;
+        self.forget_contact(&key, computer_id).await;
         Ok(response.body.license)
     }
 
@@ -165,8 +166,8 @@ impl Client {
     /// The key must verify with the trusted keys and name this license and computer, and its
     /// expiry must not have passed on the local clock. When it passes those checks,
     /// `last_server_contact` must be known and at most `max_days_offline` days ago, or the
-    /// result is [`ClientError::OfflineTooLong`]. Pass [`Client::last_server_contact`] unless
-    /// the application tracks server contact itself.
+    /// result is [`ClientError::OfflineTooLong`]. Pass [`Client::last_server_contact_for`] of
+    /// this license and computer unless the application tracks server contact itself.
     pub fn validate_offline(
         &self,
         computer_key: &str,
@@ -219,7 +220,7 @@ impl Client {
                     computer.id = computer_id,
                     "license server unreachable; checking the stored computer key offline"
                 );
-                let contact = self.last_server_contact_for(key);
+                let contact = self.last_server_contact_for(key, computer_id);
                 self.validate_offline(computer_key, key, computer_id, contact)
             }
             other => other,
@@ -304,23 +305,28 @@ impl Client {
         usable.then_some(hint)
     }
 
-    /// Records a confirmation of `key` by the server, signed at `server_time`, as the last
-    /// server contact for that license.
+    /// Records a confirmation of `key` on `computer_id` by the server, signed at `server_time`,
+    /// as the last server contact for that pair. An older confirmation never replaces a newer
+    /// one.
     async fn record_contact(
         &self,
         key: &LicenseKey,
+        computer_id: &str,
         server_time: DateTime<Utc>,
         proof: SignedBody,
     ) {
-        let newest = self.last_server_contact_for(key.as_str());
+        let entry = state::proof_key(key, computer_id);
         self.inner
             .state
             .update(|state| {
-                let due = newest.is_none_or(|last| {
-                    server_time - last >= CONTACT_WRITE_INTERVAL || last > server_time
-                });
+                // Decided under the state lock, so concurrent answers cannot undo each other.
+                let stored = state
+                    .contact_proofs
+                    .get(&entry)
+                    .and_then(SignedBody::server_time);
+                let due = stored.is_none_or(|last| server_time - last >= CONTACT_WRITE_INTERVAL);
                 if due {
-                    state.contact_proofs.insert(key.as_str().to_string(), proof);
+                    state.contact_proofs.insert(entry, proof);
                     state.last_server_contact = state.newest_contact();
                 }
                 due
@@ -328,12 +334,14 @@ impl Client {
             .await;
     }
 
-    /// Removes the contact proof of `key`, after the server refused or released the license.
-    async fn forget_contact(&self, key: &LicenseKey) {
+    /// Removes the contact proof of `key` on `computer_id`, after the server refused or
+    /// released it there.
+    async fn forget_contact(&self, key: &LicenseKey, computer_id: &str) {
+        let entry = state::proof_key(key, computer_id);
         self.inner
             .state
             .update(|state| {
-                let removed = state.contact_proofs.remove(key.as_str()).is_some();
+                let removed = state.contact_proofs.remove(&entry).is_some();
                 state.last_server_contact = state.newest_contact();
                 removed
             })

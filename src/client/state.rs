@@ -29,10 +29,10 @@ pub struct ClientState {
     /// the field is only for people reading the file.
     #[serde(default)]
     pub last_server_contact: Option<DateTime<Utc>>,
-    /// Signed confirmations by license key (canonical form): the server's response to the
-    /// latest activation or `VALID` validation of each license. Each proof names its license,
-    /// so an edit of the file cannot extend the offline period, and a refusal of the license by
-    /// the server removes its entry.
+    /// Signed confirmations by license key (canonical form) and computer id, joined by one
+    /// space: the server's response to the latest activation or `VALID` validation of that
+    /// license on that computer. Each proof names both, so an edit of the file cannot extend
+    /// the offline period, and a refusal by the server removes the entry.
     #[serde(default)]
     pub contact_proofs: BTreeMap<String, SignedBody>,
 }
@@ -56,12 +56,14 @@ impl std::fmt::Debug for SignedBody {
 }
 
 impl SignedBody {
-    /// Verifies the signature with `trusted`, checks that the body confirms `key` (an
-    /// activation, or a validation with code `VALID`) and returns the signed `server_time`.
+    /// Verifies the signature with `trusted`, checks that the body confirms `key` on
+    /// `computer_id` (an activation, or a validation with code `VALID`) and returns the signed
+    /// `server_time`.
     pub fn confirmed_at(
         &self,
         trusted: &TrustedKeys,
         key: &LicenseKey,
+        computer_id: &str,
     ) -> Result<DateTime<Utc>, String> {
         trusted
             .verify_header(Some(&self.signature), self.body.as_bytes())
@@ -80,11 +82,16 @@ impl SignedBody {
         if !named.is_some_and(|named| LicenseKey::parse(&named).is_ok_and(|named| named == *key)) {
             return Err(format!("the signed response is not about license {key}"));
         }
+        if body.computer_id.as_deref() != Some(computer_id) {
+            return Err(format!(
+                "the signed response is not about computer {computer_id:?}"
+            ));
+        }
         crate::time::parse(&body.server_time).map_err(|err| format!("server_time: {err}"))
     }
 
     /// Returns the `server_time` of the body without checking the signature.
-    fn server_time(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn server_time(&self) -> Option<DateTime<Utc>> {
         let body: Confirmation = serde_json::from_str(&self.body).ok()?;
         crate::time::parse(&body.server_time).ok()
     }
@@ -100,11 +107,18 @@ struct Confirmation {
     result: Option<String>,
     #[serde(default)]
     license: Option<NamedLicense>,
+    #[serde(default)]
+    computer_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct NamedLicense {
     key: String,
+}
+
+/// Returns the `contact_proofs` key of `key` on `computer_id`.
+pub(crate) fn proof_key(key: &LicenseKey, computer_id: &str) -> String {
+    format!("{} {computer_id}", key.as_str())
 }
 
 impl ClientState {
@@ -213,10 +227,12 @@ impl StateStore {
 /// Drops each contact proof that does not verify with `trusted` or does not confirm the
 /// license it is filed under.
 fn keep_verified_proofs(state: &mut ClientState, trusted: &TrustedKeys, path: Option<&Path>) {
-    state.contact_proofs.retain(|key, proof| {
+    state.contact_proofs.retain(|entry, proof| {
+        // A license key has no spaces, so the first one ends it.
+        let (key, computer_id) = entry.split_once(' ').unwrap_or((entry, ""));
         let checked = LicenseKey::parse(key)
             .map_err(|err| err.to_string())
-            .and_then(|key| proof.confirmed_at(trusted, &key));
+            .and_then(|key| proof.confirmed_at(trusted, &key, computer_id));
         match checked {
             Ok(_) => true,
             Err(err) => {
