@@ -534,7 +534,14 @@ async fn validation_returns_one_code() {
         fields.sort();
         assert_eq!(
             fields,
-            ["code", "license", "nonce", "server_time", "valid"],
+            [
+                "code",
+                "computer_id",
+                "license",
+                "nonce",
+                "server_time",
+                "valid"
+            ],
             "one code field and nothing else that could carry a second one"
         );
     }
