@@ -113,11 +113,7 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
         Some(Some(_)) => return Ok(()),
         Some(None) => {}
     }
-    let unretired: i64 = conn.query_row(
-        "SELECT count(*) FROM signing_keys WHERE retired_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?;
+    let unretired = unretired_count(conn)?;
     if current_kid(conn, now)?.as_deref() == Some(kid) || unretired <= 1 {
         return Err(LicenseError::KeyInUse(kid.to_string()));
     }
@@ -129,29 +125,21 @@ pub fn retire(conn: &Connection, kid: &str, actor: &str, now: &str) -> Result<()
     Ok(())
 }
 
-/// Returns the id of the key that signs at `now`: the newest that is not retired and not
-/// scheduled for later, or the earliest when the clock reads before every key, as
-/// [`Keyring::load_at`] chooses.
+fn unretired_count(conn: &Connection) -> Result<i64, LicenseError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM signing_keys WHERE retired_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Returns the id of the key that signs at `now`, by the rule of [`Keyring::load_at`].
 fn current_kid(conn: &Connection, now: &str) -> Result<Option<String>, LicenseError> {
-    let started: Option<String> = conn
-        .query_row(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND created_at <= ?1 \
-             ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            [now],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if started.is_some() {
-        return Ok(started);
+    let unretired = unretired_count(conn)?;
+    if unretired == 0 {
+        return Ok(None);
     }
-    Ok(conn
-        .query_row(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL \
-             ORDER BY created_at, rowid LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?)
+    Ok(Some(Keyring::load_at(conn, now)?.kid().to_string()))
 }
 
 #[cfg(test)]

@@ -155,10 +155,7 @@ impl StatusBoard {
 
     pub fn rejected(&self, err: &SnapshotError) {
         self.update(|status| {
-            *status
-                .rejections_by_code
-                .entry(err.code().to_string())
-                .or_default() += 1;
+            count_rejection(status, err);
             status.last_rejection = Some(Failure {
                 at: now(),
                 code: err.code().to_string(),
@@ -167,15 +164,12 @@ impl StatusBoard {
         });
     }
 
-    /// Counts a rejection of an unauthenticated request in memory only, so that nobody without
-    /// the secret can make the site rewrite its status file. The next saved change writes the
-    /// count. `last_rejection` is left alone, so strangers cannot hide the peer's last one.
+    /// Counts a rejection of an unauthenticated request in memory only, so that a client without
+    /// the secret cannot make the site rewrite its status file. The next saved change writes the
+    /// count. `last_rejection` is left as it is, so such a client cannot hide the peer's last one.
     pub fn rejected_unsaved(&self, err: &SnapshotError) {
         let mut status = self.status.lock().expect("status lock poisoned");
-        *status
-            .rejections_by_code
-            .entry(err.code().to_string())
-            .or_default() += 1;
+        count_rejection(&mut status, err);
     }
 
     pub fn diverged(&self, message: &str) {
@@ -187,6 +181,13 @@ impl StatusBoard {
             });
         });
     }
+}
+
+fn count_rejection(status: &mut ReplicationStatus, err: &SnapshotError) {
+    *status
+        .rejections_by_code
+        .entry(err.code().to_string())
+        .or_default() += 1;
 }
 
 #[cfg(test)]

@@ -40,6 +40,17 @@ fn journal_path(data_dir: &Path) -> PathBuf {
     data_dir.join("incoming").join("swap.json")
 }
 
+fn remove_journal(journal_file: &Path) -> Result<(), SnapshotError> {
+    std::fs::remove_file(journal_file).map_err(|err| SnapshotError::io("remove", journal_file, err))
+}
+
+/// Renames the old database named in `journal` back onto the live path and syncs the directory.
+fn move_old_back(data_dir: &Path, journal: &Journal, live: &Path) -> Result<(), SnapshotError> {
+    std::fs::rename(&journal.pre_restore, live)
+        .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
+    sync(data_dir)
+}
+
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -211,13 +222,10 @@ pub fn roll_back(data_dir: &Path) -> Result<(), SnapshotError> {
                 journal.pre_restore.display()
             )));
         }
-        std::fs::rename(&journal.pre_restore, &live)
-            .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
-        sync(data_dir)?;
+        move_old_back(data_dir, &journal, &live)?;
         tracing::warn!(pre_restore = %journal.pre_restore.display(), "the swap failed after the old database moved; the old database is live again");
     }
-    std::fs::remove_file(&journal_file)
-        .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+    remove_journal(&journal_file)?;
     sync(data_dir)
 }
 
@@ -238,22 +246,17 @@ pub fn recover(data_dir: &Path) -> Result<(), SnapshotError> {
             tracing::warn!(staged = %journal.staged.display(), "rolling back a swap interrupted before the old database moved; the old database stays live");
             std::fs::remove_file(&journal.staged)
                 .map_err(|err| SnapshotError::io("remove", &journal.staged, err))?;
-            std::fs::remove_file(&journal_file)
-                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+            remove_journal(&journal_file)?;
         } else if !live_exists && staged_exists {
             tracing::warn!(staged = %journal.staged.display(), "finishing a swap interrupted after the old database moved; the new database becomes live");
             finish_forward(data_dir, &journal.staged, &live)?;
         } else if !live_exists && journal.pre_restore.exists() {
             tracing::warn!(pre_restore = %journal.pre_restore.display(), "staged snapshot missing after an interrupted swap; putting the old database back");
-            std::fs::rename(&journal.pre_restore, &live)
-                .map_err(|err| SnapshotError::io("rename", &journal.pre_restore, err))?;
-            sync(data_dir)?;
-            std::fs::remove_file(&journal_file)
-                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+            move_old_back(data_dir, &journal, &live)?;
+            remove_journal(&journal_file)?;
         } else {
             tracing::info!("a swap had finished before the crash; removing its journal");
-            std::fs::remove_file(&journal_file)
-                .map_err(|err| SnapshotError::io("remove", &journal_file, err))?;
+            remove_journal(&journal_file)?;
         }
     }
     remove_temp_files(&data_dir.join("incoming"), |name| {
@@ -326,8 +329,8 @@ mod tests {
     fn roll_back_without_old_copy_keeps_journal() {
         let dir = tempfile::tempdir().unwrap();
         let staged = dir.path().join("incoming").join("staged-1.db");
-        let gone = dir.path().join("pre-restore").join("gone.db");
-        write_journal(dir.path(), &staged, &gone);
+        let missing = dir.path().join("pre-restore").join("gone.db");
+        write_journal(dir.path(), &staged, &missing);
         std::fs::write(&staged, b"new").unwrap();
 
         let err = roll_back(dir.path()).unwrap_err();
