@@ -288,7 +288,7 @@ fn unused_bootstrap_token_is_logged() {
     let mut first = common::Process::serve(&data_dir, &[]);
     assert_eq!(first.terminate().code(), Some(0));
 
-    // A later start with another token keeps the first one and says so.
+    // A later start with another token keeps the first one and logs a warning.
     let other = "kwa_0badcafe_ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
     let second = common::Process::serve(&data_dir, &[("KEYWARD_BOOTSTRAP_ADMIN_TOKEN", other)]);
     assert!(second.wait_for_log(

@@ -320,8 +320,8 @@ async fn redirect_set_active_rejects_unknown_url() {
     ];
     let accepted = run(&args).await;
     assert_eq!(accepted.status.code(), Some(0), "{accepted:?}");
-    let shown = String::from_utf8_lossy(&accepted.stdout);
-    assert!(shown.contains(replacement), "{shown}");
+    let printed = String::from_utf8_lossy(&accepted.stdout);
+    assert!(printed.contains(replacement), "{printed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -505,7 +505,7 @@ async fn proofs_are_per_computer() {
     assert_eq!(validation.code, ValidationCode::NotActivated);
     assert_eq!(client.last_server_contact_for(&site.key, "pc-1"), None);
 
-    // A VALID answer for pc-2 does not renew pc-1's offline use.
+    // A VALID response for pc-2 does not renew pc-1's offline use.
     let validation = client.validate(&site.key, "pc-2", None).await.unwrap();
     assert_eq!(validation.code, ValidationCode::Valid);
     assert!(client.last_server_contact_for(&site.key, "pc-2").is_some());

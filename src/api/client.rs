@@ -88,7 +88,7 @@ pub struct ActivateResponse {
     pub result: String,
     pub computer_key: String,
     pub license: ClientLicense,
-    /// The computer the answer is about, as the request named it.
+    /// The computer id from the request, which this response is about.
     #[serde(default)]
     pub computer_id: String,
     pub server_time: String,
@@ -100,7 +100,7 @@ pub struct ValidateResponse {
     pub code: ValidationCode,
     pub valid: bool,
     pub license: Option<ClientLicense>,
-    /// The computer the answer is about, as the request named it.
+    /// The computer id from the request, which this response is about.
     #[serde(default)]
     pub computer_id: String,
     pub server_time: String,

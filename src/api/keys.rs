@@ -95,7 +95,8 @@ pub async fn retire_key(
     admin: Admin,
     ApiPath(kid): ApiPath<String>,
 ) -> Result<Json<Vec<SigningKeyInfo>>, ApiError> {
-    // The key this server signs with is in use even when the database clock rules say otherwise.
+    // The key this server signs with is in use, even where the clock rule in the database
+    // picks another one.
     if state.keyring().kid() == kid {
         return Err(ApiError::from(crate::license::LicenseError::KeyInUse(kid)));
     }

@@ -319,7 +319,7 @@ impl Client {
         self.inner
             .state
             .update(|state| {
-                // Decided under the state lock, so concurrent answers cannot undo each other.
+                // Decided under the state lock, so concurrent responses cannot undo each other.
                 let stored = state
                     .contact_proofs
                     .get(&entry)

@@ -4,7 +4,7 @@
 //! `key,product,model,seats,expires_at,duration_days,maintenance_expires_at,features,customer_name,customer_email,customer_company,order_ref,notes,floating,status`
 //!
 //! The last two columns may be left out of the header: `status`, or both `floating` and
-//! `status`. `floating` is `true` or `false`; `status` is `active` (also when empty),
+//! `status`. `floating` is `true` or `false`, and `status` is `active` (also when empty),
 //! `suspended` or `revoked`.
 //!
 //! - `key` is optional on import: empty generates a new key, a value keeps that key.
